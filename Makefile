@@ -1,0 +1,68 @@
+# bluegreen: `make run` serves the dashboard on the local emulator; `make test` runs every tier.
+# Both install what they need into .venv first (idempotent; reinstalls when requirements change).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STATE_DIR ?= .emulator
+PORT ?= 8501
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install install-dev models browser run emulator stop-emulator test lint unit emulator-tests bench clean
+
+install: $(VENV)/.runtime models
+
+install-dev: $(VENV)/.dev models
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(VENV)/bin/python
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt $(VENV)/.runtime
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# The example models are trained here, on scikit-learn's bundled diabetes data.
+models: $(VENV)/.runtime
+	$(PY) examples/train.py
+
+# Debian's Chromium for the browser tier (Playwright's own download cannot work offline).
+browser:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "installing Debian's chromium"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+emulator: install
+	$(PY) -m emulator start --state-dir $(STATE_DIR)
+	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/endpoint.yml --if-missing
+	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/blue-deployment.yml --all-traffic --if-missing
+
+run: emulator
+	EMULATOR_STATE_DIR=$(abspath $(STATE_DIR)) $(BIN)/streamlit run app.py \
+		--server.address 127.0.0.1 --server.port $(PORT)
+
+stop-emulator:
+	-$(PY) -m emulator stop --state-dir $(STATE_DIR)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: install-dev browser lint
+	$(PY) -m pytest
+
+unit: install-dev
+	$(PY) -m pytest tests/unit
+
+emulator-tests: install-dev
+	$(PY) -m pytest tests/emulator
+
+clean: stop-emulator
+	rm -rf $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis

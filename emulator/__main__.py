@@ -1,0 +1,135 @@
+"""Command line of the emulator: serve, start, status, apply, stop.
+
+    python -m emulator serve  [--state-dir DIR] [--port N]     foreground server
+    python -m emulator start  [--state-dir DIR] [--port N]     the same, in the background
+    python -m emulator status --json [--state-dir DIR]         facts; exit 1 if not running
+    python -m emulator apply -f FILE [--all-traffic] [--if-missing]  create or update from YAML
+    python -m emulator stop   [--state-dir DIR]
+
+The state directory defaults to $EMULATOR_STATE_DIR, else ./.emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+from emulator import server
+from emulator.apply import ApplyError, apply_file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m emulator", description="Local emulator of Azure ML online endpoints."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument(
+            "--state-dir", help="state directory (default $EMULATOR_STATE_DIR or ./.emulator)"
+        )
+        return sub
+
+    for name, help_text in (
+        ("serve", "run the emulator in the foreground"),
+        ("start", "run the emulator in the background (no-op when it already runs)"),
+    ):
+        sub = add(name, help_text)
+        sub.add_argument(
+            "--port", type=int, default=0, help="HTTPS port on 127.0.0.1 (0 = free port)"
+        )
+    sub = add("status", "print the connection facts; exit 1 when not running")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = add("apply", "create or update an endpoint or deployment from az ml YAML")
+    sub.add_argument("-f", "--file", required=True, type=Path)
+    sub.add_argument("--all-traffic", action="store_true", help="send 100%% of live traffic to it")
+    sub.add_argument("--if-missing", action="store_true", help="do nothing when it already exists")
+    add("stop", "stop the running emulator")
+
+    args = parser.parse_args(argv)
+    state_dir = server.state_dir_from(args.state_dir)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+    if args.command == "serve":
+        try:
+            server.serve(state_dir, args.port)
+        except server.AlreadyRunning as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "start":
+        return _start(state_dir, args.port)
+    if args.command == "status":
+        try:
+            facts = server.status(state_dir)
+        except server.NotRunning as exc:
+            print(json.dumps({"running": False, "error": str(exc)}) if args.json else str(exc))
+            return 1
+        if args.json:
+            print(json.dumps(facts.as_dict(), indent=2))
+        else:
+            print(f"emulator running (pid {facts.pid}) at {facts.arm_url}; state {state_dir}")
+        return 0
+    if args.command == "apply":
+        try:
+            print(
+                apply_file(
+                    state_dir, args.file, all_traffic=args.all_traffic, if_missing=args.if_missing
+                )
+            )
+        except (ApplyError, server.NotRunning) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "stop":
+        print("stopped" if server.stop(state_dir) else "not running")
+        return 0
+    return 2
+
+
+def _start(state_dir: Path, port: int) -> int:
+    try:
+        facts = server.status(state_dir, timeout=2.0)
+        print(f"emulator already running (pid {facts.pid}) at {facts.arm_url}")
+        return 0
+    except server.NotRunning:
+        pass
+    state_dir.mkdir(parents=True, exist_ok=True)
+    log_path = state_dir / "emulator.log"
+    with open(log_path, "ab") as log_file:
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "emulator",
+                "serve",
+                "--state-dir",
+                str(state_dir),
+                "--port",
+                str(port),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
+            cwd=str(Path(__file__).resolve().parent.parent),
+        )
+    try:
+        facts = server.wait_until_running(state_dir, timeout=60.0)
+    except server.NotRunning as exc:
+        print(f"error: the emulator did not start: {exc}; see {log_path}", file=sys.stderr)
+        return 1
+    print(f"emulator started (pid {facts.pid}) at {facts.arm_url}; log {log_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""The control plane: Azure Resource Manager routes of Azure ML online endpoints.
+
+Paths, bodies and long-running-operation headers follow what azure-ai-ml's
+generated REST client sends and expects, so an unchanged `MLClient` drives the
+emulator. Every ARM call needs `Authorization: Bearer <token>` with the token of
+the state directory; anything else is 401. Any `api-version` is accepted.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulator.service import LOCATION, PROVIDER, ApiError, Emulator
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Request, Emulator], Awaitable[Response]]
+
+WS = (
+    "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices"
+    "/workspaces/{ws}"
+)
+EP = WS + "/onlineEndpoints/{endpoint}"
+DEP = EP + "/deployments/{deployment}"
+_POLL_MS = "250"
+
+
+def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, check the workspace scope and turn ApiError into Azure's error shape."""
+
+    async def endpoint(request: Request) -> Response:
+        emulator: Emulator = request.app.state.emulator
+        try:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                token.strip().encode(), request.app.state.arm_token.encode()
+            ):
+                raise ApiError(
+                    401,
+                    "AuthenticationFailed",
+                    "Authentication failed: the Authorization header must be 'Bearer <token>' "
+                    "with the token from `python -m emulator status --json`.",
+                )
+            params = request.path_params
+            if "rg" in params:
+                emulator.check_scope(params["sub"], params["rg"], params["ws"])
+            return await handler(request, emulator)
+        except ApiError as exc:
+            if exc.status >= 500:
+                log.error("%s %s: %s", request.method, request.url.path, exc.message)
+            return JSONResponse(exc.body(), status_code=exc.status)
+
+    return endpoint
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(400, "BadRequest", f"The request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "BadRequest", "The request body must be a JSON object.")
+    return body
+
+
+def _lro_headers(request: Request, emulator: Emulator, op_id: str) -> dict[str, str]:
+    api = request.query_params.get("api-version", "2023-04-01")
+    ops = (
+        f"{emulator.base_url}/subscriptions/{emulator.subscription_id}/providers/{PROVIDER}"
+        f"/locations/{LOCATION}"
+    )
+    return {
+        "Azure-AsyncOperation": f"{ops}/mfeOperationsStatus/{op_id}?api-version={api}",
+        "Location": f"{ops}/mfeOperationResults/{op_id}?api-version={api}",
+        "x-ms-async-operation-timeout": "PT1H",
+        "x-ms-retry-after-ms": _POLL_MS,
+    }
+
+
+def _listing(items: list[dict[str, Any]]) -> JSONResponse:
+    return JSONResponse({"value": items})
+
+
+# workspace
+
+
+async def get_workspace(request: Request, emulator: Emulator) -> Response:
+    return JSONResponse(emulator.workspace_doc())
+
+
+# operations
+
+
+async def operation_status(request: Request, emulator: Emulator) -> Response:
+    doc = emulator.get_operation(request.path_params["op"])
+    body = {
+        k: v
+        for k, v in doc.items()
+        if k in ("id", "name", "status", "startTime", "endTime", "error")
+    }
+    return JSONResponse(body, headers={"x-ms-retry-after-ms": _POLL_MS})
+
+
+async def operation_result(request: Request, emulator: Emulator) -> Response:
+    doc = emulator.get_operation(request.path_params["op"])
+    if doc["status"] == "InProgress":
+        return Response(status_code=202, headers=_lro_headers(request, emulator, doc["id"]))
+    if doc["status"] == "Failed":
+        error = doc.get("error") or {"code": "Failed", "message": "The operation failed."}
+        return JSONResponse({"error": error}, status_code=400)
+    return Response(status_code=200)
+
+
+# endpoints
+
+
+async def list_endpoints(request: Request, emulator: Emulator) -> Response:
+    return _listing(emulator.list_endpoints())
+
+
+async def get_endpoint(request: Request, emulator: Emulator) -> Response:
+    return JSONResponse(emulator.get_endpoint(request.path_params["endpoint"]))
+
+
+async def put_endpoint(request: Request, emulator: Emulator) -> Response:
+    body = await _json(request)
+    name = request.path_params["endpoint"]
+    if request.method == "PATCH":
+        doc, op_id, created = emulator.patch_endpoint(name, body)
+    else:
+        doc, op_id, created = emulator.put_endpoint(name, body)
+    return JSONResponse(
+        doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
+    )
+
+
+async def delete_endpoint(request: Request, emulator: Emulator) -> Response:
+    op_id = emulator.delete_endpoint(request.path_params["endpoint"])
+    if op_id is None:
+        return Response(status_code=204)
+    return Response(status_code=202, headers=_lro_headers(request, emulator, op_id))
+
+
+async def list_keys(request: Request, emulator: Emulator) -> Response:
+    return JSONResponse(emulator.list_keys(request.path_params["endpoint"]))
+
+
+async def regenerate_keys(request: Request, emulator: Emulator) -> Response:
+    endpoint = request.path_params["endpoint"]
+    emulator.regenerate_key(endpoint, await _json(request))
+    op_id = emulator.new_operation("regenerate-keys", endpoint)
+    emulator.finish_operation(op_id)
+    headers = _lro_headers(request, emulator, op_id)
+    del headers["Azure-AsyncOperation"]
+    return Response(status_code=202, headers=headers)
+
+
+async def get_token(request: Request, emulator: Emulator) -> Response:
+    return JSONResponse(emulator.issue_token(request.path_params["endpoint"]))
+
+
+# deployments
+
+
+async def list_deployments(request: Request, emulator: Emulator) -> Response:
+    return _listing(emulator.list_deployments(request.path_params["endpoint"]))
+
+
+async def get_deployment(request: Request, emulator: Emulator) -> Response:
+    p = request.path_params
+    return JSONResponse(emulator.get_deployment(p["endpoint"], p["deployment"]))
+
+
+async def put_deployment(request: Request, emulator: Emulator) -> Response:
+    p = request.path_params
+    body = await _json(request)
+    if request.method == "PATCH":
+        doc, op_id, created = emulator.patch_deployment(p["endpoint"], p["deployment"], body)
+    else:
+        doc, op_id, created = emulator.put_deployment(p["endpoint"], p["deployment"], body)
+    return JSONResponse(
+        doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
+    )
+
+
+async def delete_deployment(request: Request, emulator: Emulator) -> Response:
+    p = request.path_params
+    op_id = emulator.delete_deployment(p["endpoint"], p["deployment"])
+    if op_id is None:
+        return Response(status_code=204)
+    return Response(status_code=202, headers=_lro_headers(request, emulator, op_id))
+
+
+async def get_logs(request: Request, emulator: Emulator) -> Response:
+    p = request.path_params
+    return JSONResponse(emulator.get_logs(p["endpoint"], p["deployment"], await _json(request)))
+
+
+async def list_skus(request: Request, emulator: Emulator) -> Response:
+    p = request.path_params
+    return JSONResponse(emulator.list_skus(p["endpoint"], p["deployment"]))
+
+
+# assets
+
+
+def _asset_routes(kind: str) -> list[Route]:
+    async def version(request: Request, emulator: Emulator) -> Response:
+        p = request.path_params
+        if request.method == "PUT":
+            doc = emulator.put_asset(kind, p["name"], p["version"], await _json(request))
+            return JSONResponse(doc, status_code=201)
+        return JSONResponse(emulator.get_asset(kind, p["name"], p["version"]))
+
+    async def versions(request: Request, emulator: Emulator) -> Response:
+        return _listing(emulator.list_asset_versions(kind, request.path_params["name"]))
+
+    path = f"{WS}/{kind}/{{name}}/versions"
+    return [
+        Route(path, arm(versions), methods=["GET"]),
+        Route(path + "/{version}", arm(version), methods=["GET", "PUT"]),
+    ]
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+_OPS = "/subscriptions/{sub}/providers/Microsoft.MachineLearningServices/locations/{loc}"
+
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route(WS, arm(get_workspace), methods=["GET"]),
+    Route(_OPS + "/mfeOperationsStatus/{op}", arm(operation_status), methods=["GET"]),
+    Route(_OPS + "/mfeOperationResults/{op}", arm(operation_result), methods=["GET"]),
+    Route(WS + "/onlineEndpoints", arm(list_endpoints), methods=["GET"]),
+    Route(EP, arm(get_endpoint), methods=["GET"]),
+    Route(EP, arm(put_endpoint), methods=["PUT", "PATCH"]),
+    Route(EP, arm(delete_endpoint), methods=["DELETE"]),
+    Route(EP + "/listKeys", arm(list_keys), methods=["POST"]),
+    Route(EP + "/regenerateKeys", arm(regenerate_keys), methods=["POST"]),
+    Route(EP + "/token", arm(get_token), methods=["POST"]),
+    Route(EP + "/deployments", arm(list_deployments), methods=["GET"]),
+    Route(DEP, arm(get_deployment), methods=["GET"]),
+    Route(DEP, arm(put_deployment), methods=["PUT", "PATCH"]),
+    Route(DEP, arm(delete_deployment), methods=["DELETE"]),
+    Route(DEP + "/getLogs", arm(get_logs), methods=["POST"]),
+    Route(DEP + "/skus", arm(list_skus), methods=["GET"]),
+]
+for _kind in ("models", "codes", "environments"):
+    routes += _asset_routes(_kind)

@@ -1,0 +1,255 @@
+"""Running the emulator: state directory, HTTPS listener, lock, and connection facts.
+
+One server per state directory (a file lock guarantees it). On start it writes
+`server.json` with its pid and URLs; `status` reads that, checks the process holds
+the lock and answers on /health, and adds the ARM token and CA path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from emulator import arm, scoring
+from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
+from emulator.store import Store
+from emulator.tls import ensure_tls
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = ".emulator"
+
+
+class NotRunning(Exception):
+    """No emulator answers for this state directory."""
+
+
+class AlreadyRunning(Exception):
+    """Another emulator already serves this state directory."""
+
+
+def state_dir_from(value: str | None) -> Path:
+    raw = value or os.environ.get("EMULATOR_STATE_DIR") or DEFAULT_STATE_DIR
+    return Path(raw).expanduser().resolve()
+
+
+def arm_token(state_dir: Path) -> str:
+    """The ARM bearer token of a state directory, generated on first use."""
+    path = state_dir / "arm-token"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+@contextlib.contextmanager
+def _lock(state_dir: Path) -> Iterator[TextIO]:
+    handle = open(state_dir / "server.lock", "a+")  # noqa: SIM115 - held for the server's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as exc:
+        handle.close()
+        raise AlreadyRunning(
+            f"an emulator is already running for state directory {state_dir}"
+        ) from exc
+    try:
+        yield handle
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _lock_is_held(state_dir: Path) -> bool:
+    path = state_dir / "server.lock"
+    if not path.exists():
+        return False
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _bind(port: int, previous: int | None) -> socket.socket:
+    """Listen on 127.0.0.1; port 0 prefers the port of the last run so URLs stay stable."""
+    candidates = [port] if port else ([previous] if previous else []) + [0]
+    error: OSError | None = None
+    for candidate in candidates:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", candidate))
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.listen(2048)
+        return sock
+    raise OSError(f"cannot listen on 127.0.0.1:{port}: {error}")
+
+
+def serve(state_dir: Path, port: int = 0) -> None:
+    """Run the emulator in the foreground until SIGINT or SIGTERM."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with _lock(state_dir):
+        tls = ensure_tls(state_dir)
+        token = arm_token(state_dir)
+        info_path = state_dir / "server.json"
+        previous = None
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            previous = int(json.loads(info_path.read_text())["port"])
+        sock = _bind(port, previous)
+        bound = sock.getsockname()[1]
+        base_url = f"https://127.0.0.1:{bound}"
+        socket_dir = Path(tempfile.mkdtemp(prefix="bluegreen-"))
+        emulator = Emulator(state_dir, socket_dir)
+        emulator.base_url = base_url
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Starlette) -> AsyncIterator[None]:
+            await emulator.start()
+            info = {
+                "pid": os.getpid(),
+                "port": bound,
+                "arm_url": base_url,
+                "metrics_url": f"{base_url}/monitor",
+                "started_at": time.time(),
+            }
+            tmp = info_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(info, indent=2))
+            tmp.replace(info_path)
+            log.info("emulator listening on %s (state %s)", base_url, state_dir)
+            try:
+                yield
+            finally:
+                await emulator.stop()
+
+        app = Starlette(routes=[*arm.routes, *scoring.routes], lifespan=lifespan)
+        app.state.emulator = emulator
+        app.state.arm_token = token
+        config = uvicorn.Config(
+            app,
+            ssl_certfile=str(tls.server_cert),
+            ssl_keyfile=str(tls.server_key),
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        finally:
+            sock.close()
+            shutil.rmtree(socket_dir, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                # Keep the port for the next start; only the pid goes stale.
+                info = json.loads(info_path.read_text())
+                info["pid"] = None
+                info_path.write_text(json.dumps(info, indent=2))
+
+
+@dataclass(frozen=True)
+class Status:
+    arm_url: str
+    metrics_url: str
+    ca_cert: str
+    token: str
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    location: str
+    pid: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def status(state_dir: Path, *, timeout: float = 5.0) -> Status:
+    """Connection facts of the running emulator; raises NotRunning."""
+    info_path = state_dir / "server.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NotRunning(f"no emulator has run with state directory {state_dir}") from exc
+    pid = info.get("pid")
+    if not pid or not _lock_is_held(state_dir):
+        raise NotRunning(f"the emulator for state directory {state_dir} is not running")
+    ca = state_dir / "tls" / "ca.pem"
+    try:
+        response = httpx.get(f"{info['arm_url']}/health", verify=str(ca), timeout=timeout)
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise NotRunning(
+            f"the emulator (pid {pid}) for {state_dir} does not answer at {info['arm_url']}: {exc}"
+        ) from exc
+    store = Store(state_dir / "state.db")
+    try:
+        subscription = store.get_meta("subscription_id") or ""
+    finally:
+        store.close()
+    return Status(
+        arm_url=info["arm_url"],
+        metrics_url=info["metrics_url"],
+        ca_cert=str(ca),
+        token=arm_token(state_dir),
+        subscription_id=subscription,
+        resource_group=RESOURCE_GROUP,
+        workspace_name=WORKSPACE,
+        location=LOCATION,
+        pid=int(pid),
+    )
+
+
+def wait_until_running(state_dir: Path, timeout: float) -> Status:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return status(state_dir, timeout=2.0)
+        except NotRunning:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def stop(state_dir: Path, timeout: float = 30.0) -> bool:
+    """Stop the running emulator; False when none was running."""
+    try:
+        info = json.loads((state_dir / "server.json").read_text())
+    except (OSError, ValueError):
+        return False
+    pid = info.get("pid")
+    if not pid or not _lock_is_held(state_dir):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(int(pid), signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _lock_is_held(state_dir):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.5)
+            break
+        time.sleep(0.1)
+    return True

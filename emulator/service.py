@@ -1,0 +1,955 @@
+"""The emulator's domain: endpoints, deployments, keys, assets and long-running operations.
+
+`Emulator` owns the SQLite store, the running instance pools and the routing tables.
+The HTTP layers (`arm.py` for the control plane, `scoring.py` for the data plane) only
+translate requests into calls here. Every change is validated with `rollout.rules`
+before anything is stored: a refused request changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, tail_file
+from emulator.routing import MirrorGate, SmoothWeighted
+from emulator.store import Doc, Store
+from rollout import rules
+from rollout.errors import Violation
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "Microsoft.MachineLearningServices"
+LOCATION = "local"
+RESOURCE_GROUP = "bluegreen-local"
+WORKSPACE = "emulator"
+TOKEN_LIFETIME_S = 24 * 3600
+_BUSY_STATES = ("Creating", "Updating", "Scaling", "Deleting")
+_ENDPOINT_OP_DELAY_S = 0.3
+_DEFAULT_PROBE = {
+    "initialDelay": "PT10S",
+    "period": "PT10S",
+    "timeout": "PT2S",
+    "successThreshold": 1,
+    "failureThreshold": 30,
+}
+
+
+class ApiError(Exception):
+    """An error the REST API returns in Azure's shape."""
+
+    def __init__(
+        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+    @classmethod
+    def from_violations(cls, violations: list[Violation]) -> ApiError:
+        details = [
+            {"code": v.code, "message": v.message, "target": v.deployment} for v in violations
+        ]
+        return cls(400, "BadArgument", "; ".join(v.message for v in violations), details)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+def _check(violations: list[Violation]) -> None:
+    if violations:
+        raise ApiError.from_violations(violations)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
+
+
+_DURATION = re.compile(
+    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
+    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+
+
+def parse_duration_ms(value: object, *, what: str) -> int:
+    """Milliseconds in an ISO-8601 duration such as 'PT5S' or 'PT0.5S'."""
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if match is None or value in ("P", "PT"):
+        raise ApiError(400, "BadArgument", f"{what} must be an ISO-8601 duration, got {value!r}")
+    parts = {k: float(v) for k, v in match.groupdict().items() if v}
+    seconds = (
+        parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60
+    ) + parts.get("s", 0)
+    return round(seconds * 1000)
+
+
+@dataclass
+class EndpointRoute:
+    """What the data plane needs of one endpoint, kept in memory."""
+
+    name: str
+    auth_mode: str
+    traffic: dict[str, int]
+    mirror: dict[str, int]
+    live: SmoothWeighted = field(init=False)
+    mirror_gate: MirrorGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = SmoothWeighted(self.traffic)
+        target = next(((d, p) for d, p in self.mirror.items() if p > 0), None)
+        self.mirror_gate = MirrorGate(*(target or (None, 0)))
+
+
+@dataclass
+class DeploymentRuntime:
+    """A deployment's serving settings and instance pool."""
+
+    name: str
+    request_timeout_ms: int
+    max_concurrency: int
+    pool: DeploymentPool
+
+
+class Emulator:
+    def __init__(self, state_dir: Path, socket_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.socket_dir = socket_dir
+        self.store = Store(state_dir / "state.db")
+        self.subscription_id = self._meta_default("subscription_id", lambda: str(uuid.uuid4()))
+        self.workspace_id = self._meta_default("workspace_id", lambda: str(uuid.uuid4()))
+        self._token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
+        self.base_url = ""
+        self.routes: dict[str, EndpointRoute] = {}
+        self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.background: set[asyncio.Task[None]] = set()
+        self.mirror_in_flight: dict[str, int] = {}
+        self.mirror_dropped: dict[str, int] = {}
+
+    def _meta_default(self, key: str, make: Callable[[], str]) -> str:
+        value = self.store.get_meta(key)
+        if value is None:
+            value = make()
+            self.store.set_meta(key, value)
+        return value
+
+    # ids
+
+    @property
+    def workspace_path(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{RESOURCE_GROUP}"
+            f"/providers/{PROVIDER}/workspaces/{WORKSPACE}"
+        )
+
+    def check_scope(self, subscription: str, resource_group: str, workspace: str) -> None:
+        if subscription.lower() != self.subscription_id.lower():
+            raise ApiError(
+                404,
+                "SubscriptionNotFound",
+                f"The subscription '{subscription}' could not be found.",
+            )
+        if resource_group.lower() != RESOURCE_GROUP:
+            raise ApiError(
+                404,
+                "ResourceGroupNotFound",
+                f"Resource group '{resource_group}' could not be found.",
+            )
+        if workspace.lower() != WORKSPACE:
+            raise ApiError(
+                404,
+                "WorkspaceNotFound",
+                f"Workspace '{workspace}' not found in resource group '{resource_group}'.",
+            )
+
+    def scoring_uri(self, endpoint: str) -> str:
+        return f"{self.base_url}/online/{endpoint}/score"
+
+    # startup and shutdown
+
+    async def start(self) -> None:
+        """Bring back every endpoint and deployment from the store and finish interrupted work."""
+        for doc in self.store.list_endpoints():
+            props = doc["properties"]
+            if props["provisioningState"] == "Deleting":
+                self._spawn(self._finish_endpoint_delete(doc["name"], None))
+                continue
+            if props["provisioningState"] in ("Creating", "Updating"):
+                props["provisioningState"] = "Succeeded"
+                self.store.update_endpoint(doc)
+            self._set_route(doc)
+        for dep in self.store.list_deployments():
+            endpoint = dep["properties"]["endpointName"]
+            state = dep["properties"]["provisioningState"]
+            if state == "Deleting":
+                self._spawn(self._finish_deployment_delete(endpoint, dep["name"], None))
+            elif state != "Failed" or dep["properties"].get("_serving"):
+                # A deployment that failed on creation never had instances to bring back.
+                self._spawn(self._provision_deployment(endpoint, dep["name"], None, restart=True))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(d.pool.stop() for d in self.deployments.values()))
+        self.deployments.clear()
+        self.store.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background operation failed")
+
+        task = asyncio.create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _key(endpoint: str, deployment: str) -> tuple[str, str]:
+        return endpoint.lower(), deployment.lower()
+
+    # workspace
+
+    def workspace_doc(self) -> Doc:
+        return {
+            "id": self.workspace_path,
+            "name": WORKSPACE,
+            "type": f"{PROVIDER}/workspaces",
+            "location": LOCATION,
+            "kind": "Default",
+            "tags": {},
+            "identity": {"type": "SystemAssigned"},
+            "properties": {
+                "friendlyName": "bluegreen local emulator",
+                "description": "Local emulator of Azure ML managed online endpoints",
+                "workspaceId": self.workspace_id,
+                "provisioningState": "Succeeded",
+                "publicNetworkAccess": "Enabled",
+                "hbiWorkspace": False,
+            },
+        }
+
+    # long-running operations
+
+    def new_operation(self, kind: str, target: str) -> str:
+        op_id = str(uuid.uuid4())
+        self.store.put_operation(
+            op_id,
+            {
+                "id": op_id,
+                "name": op_id,
+                "kind": kind,
+                "target": target,
+                "status": "InProgress",
+                "startTime": _now(),
+            },
+        )
+        return op_id
+
+    def finish_operation(self, op_id: str | None, error: str | None = None) -> None:
+        if op_id is None:
+            return
+        doc = self.store.get_operation(op_id)
+        if doc is None:
+            return
+        doc["status"] = "Failed" if error else "Succeeded"
+        doc["endTime"] = _now()
+        if error:
+            doc["error"] = {"code": "DeploymentFailed", "message": error}
+        self.store.put_operation(op_id, doc)
+
+    def get_operation(self, op_id: str) -> Doc:
+        doc = self.store.get_operation(op_id)
+        if doc is None:
+            raise ApiError(404, "NotFound", f"Operation '{op_id}' not found.")
+        return doc
+
+    # endpoints
+
+    def list_endpoints(self) -> list[Doc]:
+        return [self.render_endpoint(d) for d in self.store.list_endpoints()]
+
+    def _endpoint(self, name: str) -> Doc:
+        doc = self.store.get_endpoint(name)
+        if doc is None:
+            raise ApiError(
+                404,
+                "UserError",
+                f"Endpoint '{name}' not found in workspace '{WORKSPACE}'.",
+            )
+        return doc
+
+    def get_endpoint(self, name: str) -> Doc:
+        return self.render_endpoint(self._endpoint(name))
+
+    def render_endpoint(self, doc: Doc) -> Doc:
+        out = dict(doc)
+        props = dict(doc["properties"])
+        props["scoringUri"] = self.scoring_uri(doc["name"])
+        props["swaggerUri"] = None
+        props["keys"] = None
+        out["properties"] = props
+        return out
+
+    def put_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
+        """Create or replace an endpoint; returns (resource, operation id, created)."""
+        _check(rules.check_name("endpoint", name))
+        props = body.get("properties") or {}
+        existing = self.store.get_endpoint(name)
+        auth_mode = str(props.get("authMode") or "Key")
+        if auth_mode.lower() not in ("key", "amltoken", "aadtoken"):
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"authMode '{auth_mode}' of endpoint '{name}' must be Key, AMLToken or AADToken",
+            )
+        if props.get("compute"):
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"endpoint '{name}': Kubernetes compute '{props['compute']}' is not available on "
+                "the local emulator; it emulates managed online endpoints only",
+            )
+        deployments = [d["name"] for d in self.store.list_deployments(name)] if existing else []
+        traffic = props.get("traffic") or {}
+        mirror = props.get("mirrorTraffic") or {}
+        if not isinstance(traffic, dict) or not isinstance(mirror, dict):
+            raise ApiError(400, "BadArgument", f"traffic of endpoint '{name}' must be an object")
+        _check(rules.check_traffic(name, deployments, traffic, mirror))
+        now = _now()
+        if existing is not None:
+            if existing["properties"]["provisioningState"] == "Deleting":
+                raise ApiError(409, "Conflict", f"Endpoint '{name}' is being deleted.")
+            name = existing["name"]
+            system = dict(existing.get("systemData") or {})
+            system.update(lastModifiedAt=now, lastModifiedBy="local-user")
+            identity = existing.get("identity")
+        else:
+            system = {
+                "createdAt": now,
+                "createdBy": "local-user",
+                "createdByType": "User",
+                "lastModifiedAt": now,
+                "lastModifiedBy": "local-user",
+                "lastModifiedByType": "User",
+            }
+            identity = {
+                "type": "SystemAssigned",
+                "principalId": str(uuid.uuid4()),
+                "tenantId": str(uuid.UUID(int=0)),
+            }
+        canonical = {d.lower(): d for d in deployments}
+        doc: Doc = {
+            "id": f"{self.workspace_path}/onlineEndpoints/{name}",
+            "name": name,
+            "type": f"{PROVIDER}/workspaces/onlineEndpoints",
+            "location": body.get("location") or LOCATION,
+            "kind": body.get("kind") or "Managed",
+            "tags": body.get("tags") or {},
+            "identity": identity,
+            "systemData": system,
+            "properties": {
+                "authMode": {"key": "Key", "amltoken": "AMLToken", "aadtoken": "AADToken"}[
+                    auth_mode.lower()
+                ],
+                "description": props.get("description"),
+                "properties": props.get("properties") or {},
+                "traffic": {canonical.get(k.lower(), k): int(v) for k, v in traffic.items()},
+                "mirrorTraffic": {
+                    canonical.get(k.lower(), k): int(v) for k, v in mirror.items() if int(v) > 0
+                },
+                "publicNetworkAccess": props.get("publicNetworkAccess") or "Enabled",
+                "provisioningState": "Updating" if existing else "Creating",
+            },
+        }
+        op_id = self.new_operation("endpoint", name)
+        if existing is None:
+            self.store.insert_endpoint(doc, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
+        else:
+            self.store.update_endpoint(doc)
+        self._spawn(self._finish_endpoint_put(name, op_id))
+        return self.render_endpoint(doc), op_id, existing is None
+
+    def patch_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
+        """Update some fields of an endpoint: the rest is kept, as ARM PATCH does."""
+        current = self._endpoint(name)
+        merged: Doc = {
+            "location": current.get("location"),
+            "kind": current.get("kind"),
+            "tags": body.get("tags", current.get("tags")),
+            "properties": dict(current["properties"]),
+        }
+        merged["properties"].update(body.get("properties") or {})
+        return self.put_endpoint(name, merged)
+
+    async def _finish_endpoint_put(self, name: str, op_id: str) -> None:
+        await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
+        doc = self.store.get_endpoint(name)
+        if doc is None:
+            self.finish_operation(op_id, f"endpoint '{name}' was deleted")
+            return
+        doc["properties"]["provisioningState"] = "Succeeded"
+        self.store.update_endpoint(doc)
+        self._set_route(doc)
+        self.finish_operation(op_id)
+
+    def _set_route(self, doc: Doc) -> None:
+        props = doc["properties"]
+        self.routes[doc["name"].lower()] = EndpointRoute(
+            name=doc["name"],
+            auth_mode=props["authMode"],
+            traffic={k: int(v) for k, v in (props.get("traffic") or {}).items()},
+            mirror={k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items()},
+        )
+
+    def delete_endpoint(self, name: str) -> str | None:
+        """Start deleting an endpoint and its deployments; None when it is already gone."""
+        doc = self.store.get_endpoint(name)
+        if doc is None:
+            return None
+        doc["properties"]["provisioningState"] = "Deleting"
+        self.store.update_endpoint(doc)
+        op_id = self.new_operation("endpoint-delete", name)
+        self._spawn(self._finish_endpoint_delete(doc["name"], op_id))
+        return op_id
+
+    async def _finish_endpoint_delete(self, name: str, op_id: str | None) -> None:
+        self.routes.pop(name.lower(), None)
+        for dep in self.store.list_deployments(name):
+            runtime = self.deployments.pop(self._key(name, dep["name"]), None)
+            if runtime is not None:
+                await runtime.pool.stop()
+        await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
+        self.store.delete_endpoint(name)
+        shutil.rmtree(self._logs_dir(name), ignore_errors=True)
+        self.finish_operation(op_id)
+
+    # keys and tokens
+
+    def list_keys(self, name: str) -> Doc:
+        self._endpoint(name)
+        keys = self.store.get_keys(name)
+        assert keys is not None
+        return {"primaryKey": keys[0], "secondaryKey": keys[1]}
+
+    def regenerate_key(self, name: str, body: Doc) -> None:
+        self._endpoint(name)
+        key_type = str(body.get("keyType", "")).lower()
+        if key_type not in ("primary", "secondary"):
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"keyType must be 'Primary' or 'Secondary', got {body.get('keyType')!r}",
+            )
+        value = body.get("keyValue") or secrets.token_urlsafe(32)
+        self.store.set_key(name, key_type, str(value))
+
+    def issue_token(self, name: str) -> Doc:
+        doc = self._endpoint(name)
+        if doc["properties"]["authMode"] != "AMLToken":
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"Endpoint '{name}' uses {doc['properties']['authMode']} auth; tokens are only "
+                "issued for endpoints with auth_mode aml_token. Use listKeys for keys.",
+            )
+        expiry = int(time.time()) + TOKEN_LIFETIME_S
+        payload = f"{doc['name'].lower()}|{expiry}|{secrets.token_hex(8)}"
+        signature = hmac.new(self._token_secret.encode(), payload.encode(), hashlib.sha256)
+        token = base64.urlsafe_b64encode(payload.encode()).decode() + "." + signature.hexdigest()
+        return {
+            "accessToken": token,
+            "expiryTimeUtc": expiry,
+            "refreshAfterTimeUtc": expiry - TOKEN_LIFETIME_S // 2,
+            "tokenType": "Bearer",
+        }
+
+    def authorize(self, route: EndpointRoute, presented: str) -> bool:
+        """Whether a scoring credential is valid for the endpoint (constant-time compares)."""
+        if route.auth_mode == "Key":
+            keys = self.store.get_keys(route.name)
+            if keys is None:
+                return False
+            ok_primary = hmac.compare_digest(presented.encode(), keys[0].encode())
+            ok_secondary = hmac.compare_digest(presented.encode(), keys[1].encode())
+            return ok_primary or ok_secondary
+        if route.auth_mode == "AMLToken":
+            return self._verify_token(route.name, presented)
+        return False
+
+    def _verify_token(self, endpoint: str, token: str) -> bool:
+        encoded, _, signature = token.partition(".")
+        try:
+            payload = base64.urlsafe_b64decode(encoded.encode()).decode()
+        except (ValueError, UnicodeDecodeError):
+            return False
+        expected = hmac.new(self._token_secret.encode(), payload.encode(), hashlib.sha256)
+        if not hmac.compare_digest(expected.hexdigest(), signature):
+            return False
+        name, _, rest = payload.partition("|")
+        expiry = rest.partition("|")[0]
+        return name == endpoint.lower() and expiry.isdigit() and int(expiry) > time.time()
+
+    # deployments
+
+    def list_deployments(self, endpoint: str) -> list[Doc]:
+        self._endpoint(endpoint)
+        return [self.render_deployment(d) for d in self.store.list_deployments(endpoint)]
+
+    def _deployment(self, endpoint: str, name: str) -> Doc:
+        self._endpoint(endpoint)
+        doc = self.store.get_deployment(endpoint, name)
+        if doc is None:
+            raise ApiError(
+                404,
+                "UserError",
+                f"Deployment '{name}' not found in endpoint '{endpoint}', workspace '{WORKSPACE}'.",
+            )
+        return doc
+
+    def get_deployment(self, endpoint: str, name: str) -> Doc:
+        return self.render_deployment(self._deployment(endpoint, name))
+
+    def render_deployment(self, doc: Doc) -> Doc:
+        out = dict(doc)
+        out["properties"] = {k: v for k, v in doc["properties"].items() if not k.startswith("_")}
+        return out
+
+    def put_deployment(self, endpoint: str, name: str, body: Doc) -> tuple[Doc, str, bool]:
+        endpoint_doc = self._endpoint(endpoint)
+        endpoint = endpoint_doc["name"]
+        if endpoint_doc["properties"]["provisioningState"] == "Deleting":
+            raise ApiError(409, "Conflict", f"Endpoint '{endpoint}' is being deleted.")
+        existing = self.store.get_deployment(endpoint, name)
+        if existing is None:
+            names = [d["name"] for d in self.store.list_deployments(endpoint)]
+            _check(rules.check_new_deployment(endpoint, names, name))
+        else:
+            name = existing["name"]
+            if existing["properties"]["provisioningState"] in _BUSY_STATES:
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f"Deployment '{name}' of endpoint '{endpoint}' is "
+                    f"{existing['properties']['provisioningState'].lower()}; wait for that "
+                    "operation to finish before changing it again.",
+                )
+        props = dict(body.get("properties") or {})
+        sku = dict(body.get("sku") or {})
+        capacity = sku.get("capacity", 1)
+        violations = rules.check_instance_count(endpoint, name, capacity)
+        compute_type = props.get("endpointComputeType") or "Managed"
+        if compute_type != "Managed":
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"deployment '{name}': endpointComputeType '{compute_type}' is not available on "
+                "the local emulator; it emulates managed online deployments only",
+            )
+        request = {
+            "requestTimeout": "PT5S",
+            "maxConcurrentRequestsPerInstance": rules.DEFAULT_MAX_CONCURRENT_REQUESTS,
+            "maxQueueWait": "PT0.5S",
+        }
+        request.update({k: v for k, v in (props.get("requestSettings") or {}).items() if v})
+        timeout_ms = parse_duration_ms(request["requestTimeout"], what="requestTimeout")
+        violations += rules.check_request_timeout(endpoint, name, timeout_ms)
+        concurrency = request["maxConcurrentRequestsPerInstance"]
+        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+            violations.append(
+                Violation(
+                    "InvalidRequestSettings",
+                    f"max_concurrent_requests_per_instance of deployment '{name}' on endpoint "
+                    f"'{endpoint}' must be a positive integer, got {concurrency!r}",
+                    name,
+                )
+            )
+        _check(violations)
+        model = self._resolve_asset("models", props.get("model"), what=f"model of '{name}'")
+        code_config = props.get("codeConfiguration") or {}
+        code = self._resolve_asset("codes", code_config.get("codeId"), what=f"code of '{name}'")
+        script = code_config.get("scoringScript")
+        if model is None or code is None or not script:
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"deployment '{name}' of endpoint '{endpoint}' needs a model and a code "
+                "configuration with a scoring script: the emulator runs score.py itself "
+                "(no-code deployments are not emulated)",
+            )
+        now = _now()
+        system = dict((existing or {}).get("systemData") or {"createdAt": now})
+        system.update(createdBy="local-user", createdByType="User")
+        system.update(lastModifiedAt=now, lastModifiedBy="local-user", lastModifiedByType="User")
+        props.update(
+            endpointComputeType="Managed",
+            instanceType=props.get("instanceType") or "Standard_DS3_v2",
+            scaleSettings=props.get("scaleSettings") or {"scaleType": "Default"},
+            requestSettings=request,
+            livenessProbe={**_DEFAULT_PROBE, **(props.get("livenessProbe") or {})},
+            readinessProbe={**_DEFAULT_PROBE, **(props.get("readinessProbe") or {})},
+            environmentVariables=props.get("environmentVariables") or {},
+            properties=props.get("properties") or {},
+            appInsightsEnabled=bool(props.get("appInsightsEnabled")),
+            egressPublicNetworkAccess=props.get("egressPublicNetworkAccess") or "Enabled",
+            endpointName=endpoint,
+            _modelDir=model["_local"],
+            _codeDir=code["_local"],
+        )
+        if existing is None:
+            state = "Creating"
+        elif self._only_capacity_changed(existing, props, capacity):
+            state = "Scaling"
+        else:
+            state = "Updating"
+        props["provisioningState"] = state
+        doc: Doc = {
+            "id": f"{self.workspace_path}/onlineEndpoints/{endpoint}/deployments/{name}",
+            "name": name,
+            "type": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
+            "location": body.get("location") or LOCATION,
+            "kind": body.get("kind") or "Managed",
+            "tags": body.get("tags") or {},
+            "sku": {"name": sku.get("name") or "Default", "capacity": capacity},
+            "systemData": system,
+            "properties": props,
+        }
+        if existing is not None:
+            doc["properties"]["_previous"] = {
+                k: v for k, v in existing["properties"].items() if k != "_previous"
+            }
+            doc["properties"]["_previousCapacity"] = existing["sku"]["capacity"]
+        self.store.put_deployment(endpoint, doc)
+        op_id = self.new_operation("deployment", f"{endpoint}/{name}")
+        self._spawn(self._provision_deployment(endpoint, name, op_id))
+        return self.render_deployment(doc), op_id, existing is None
+
+    @staticmethod
+    def _only_capacity_changed(existing: Doc, props: Doc, capacity: object) -> bool:
+        before = existing["properties"]
+        fields = ("_modelDir", "_codeDir", "codeConfiguration", "environmentVariables")
+        same = all(before.get(f) == props.get(f) for f in fields)
+        return same and existing["sku"]["capacity"] != capacity
+
+    def patch_deployment(self, endpoint: str, name: str, body: Doc) -> tuple[Doc, str, bool]:
+        current = self._deployment(endpoint, name)
+        merged: Doc = {
+            "location": current.get("location"),
+            "kind": current.get("kind"),
+            "tags": body.get("tags", current.get("tags")),
+            "sku": {**current["sku"], **(body.get("sku") or {})},
+            "properties": {k: v for k, v in current["properties"].items() if not k.startswith("_")},
+        }
+        merged["properties"].update(body.get("properties") or {})
+        return self.put_deployment(endpoint, name, merged)
+
+    def _spec(self, doc: Doc) -> InstanceSpec:
+        props = doc["properties"]
+        env = props.get("environmentVariables") or {}
+        return InstanceSpec(
+            endpoint=props["endpointName"],
+            deployment=doc["name"],
+            code_dir=props["_codeDir"],
+            script=props["codeConfiguration"]["scoringScript"],
+            model_dir=props["_modelDir"],
+            env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
+            max_concurrency=int(props["requestSettings"]["maxConcurrentRequestsPerInstance"]),
+        )
+
+    def _logs_dir(self, endpoint: str) -> Path:
+        return self.state_dir / "logs" / endpoint.lower()
+
+    async def _provision_deployment(
+        self, endpoint: str, name: str, op_id: str | None, *, restart: bool = False
+    ) -> None:
+        """Converge the deployment's instances on its stored spec, then record the outcome."""
+        doc = self.store.get_deployment(endpoint, name)
+        if doc is None:
+            return
+        spec = self._spec(doc)
+        count = int(doc["sku"]["capacity"])
+        key = self._key(endpoint, name)
+        runtime = self.deployments.get(key)
+        if runtime is None:
+            pool = DeploymentPool(
+                spec,
+                socket_dir=self.socket_dir,
+                log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
+            )
+            runtime = DeploymentRuntime(name, 5000, 1, pool)
+            self.deployments[key] = runtime
+        _storage_log(self._logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
+        verb = "Restarting" if restart else doc["properties"]["provisioningState"]
+        runtime.pool.write_log(f"{verb} deployment '{name}': {count} instance(s) of {spec.script}")
+        error: str | None = None
+        try:
+            await runtime.pool.converge(spec, count)
+        except InitFailed as exc:
+            error = (
+                f"Deployment '{name}' of endpoint '{endpoint}' failed: an instance did not start "
+                f"(its init() failed or it exited). See the deployment logs. {exc}"
+            )
+            runtime.pool.write_log(error)
+        doc = self.store.get_deployment(endpoint, name)
+        if doc is None:
+            return
+        props = doc["properties"]
+        if error is None:
+            runtime.request_timeout_ms = parse_duration_ms(
+                props["requestSettings"]["requestTimeout"], what="requestTimeout"
+            )
+            runtime.max_concurrency = int(
+                props["requestSettings"]["maxConcurrentRequestsPerInstance"]
+            )
+            props["_serving"] = True
+            if not (restart and props["provisioningState"] == "Failed"):
+                props["provisioningState"] = "Succeeded"
+            props.pop("_previous", None)
+            props.pop("_previousCapacity", None)
+        elif props.get("_previous"):
+            # An update that failed leaves the old instances serving; Azure keeps the
+            # old spec too and reports the failure on the deployment.
+            previous = props.pop("_previous")
+            doc["sku"]["capacity"] = props.pop("_previousCapacity", doc["sku"]["capacity"])
+            previous["provisioningState"] = "Failed"
+            doc["properties"] = previous
+        else:
+            props["provisioningState"] = "Failed"
+        self.store.put_deployment(endpoint, doc)
+        self.finish_operation(op_id, error)
+
+    def delete_deployment(self, endpoint: str, name: str) -> str | None:
+        endpoint_doc = self.store.get_endpoint(endpoint)
+        if endpoint_doc is None:
+            return None
+        doc = self.store.get_deployment(endpoint, name)
+        if doc is None:
+            return None
+        props = endpoint_doc["properties"]
+        _check(
+            rules.check_delete_deployment(
+                endpoint_doc["name"],
+                doc["name"],
+                props.get("traffic") or {},
+                props.get("mirrorTraffic") or {},
+            )
+        )
+        doc["properties"]["provisioningState"] = "Deleting"
+        self.store.put_deployment(endpoint, doc)
+        op_id = self.new_operation("deployment-delete", f"{endpoint}/{name}")
+        self._spawn(self._finish_deployment_delete(endpoint, doc["name"], op_id))
+        return op_id
+
+    async def _finish_deployment_delete(self, endpoint: str, name: str, op_id: str | None) -> None:
+        runtime = self.deployments.pop(self._key(endpoint, name), None)
+        if runtime is not None:
+            await runtime.pool.stop()
+        self.store.delete_deployment(endpoint, name)
+        endpoint_doc = self.store.get_endpoint(endpoint)
+        if endpoint_doc is not None:
+            # A deployment at 0% may still be listed with 0 in the map; drop it.
+            props = endpoint_doc["properties"]
+            for field_name in ("traffic", "mirrorTraffic"):
+                values = props.get(field_name) or {}
+                props[field_name] = {k: v for k, v in values.items() if k.lower() != name.lower()}
+            self.store.update_endpoint(endpoint_doc)
+            self._set_route(endpoint_doc)
+        for suffix in (".log", ".storage.log"):
+            (self._logs_dir(endpoint) / f"{name.lower()}{suffix}").unlink(missing_ok=True)
+        self.finish_operation(op_id)
+
+    def get_logs(self, endpoint: str, name: str, body: Doc) -> Doc:
+        self._deployment(endpoint, name)
+        tail = body.get("tail") or 500
+        if not isinstance(tail, int) or isinstance(tail, bool) or tail < 1:
+            raise ApiError(400, "BadArgument", f"tail must be a positive integer, got {tail!r}")
+        container = str(body.get("containerType") or "InferenceServer")
+        suffix = {"inferenceserver": ".log", "storageinitializer": ".storage.log"}.get(
+            container.lower()
+        )
+        if suffix is None:
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"containerType must be InferenceServer or StorageInitializer, got {container!r}",
+            )
+        path = self._logs_dir(endpoint) / f"{name.lower()}{suffix}"
+        return {"content": tail_file(path, tail)}
+
+    def list_skus(self, endpoint: str, name: str) -> Doc:
+        doc = self._deployment(endpoint, name)
+        return {
+            "value": [
+                {
+                    "resourceType": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
+                    "sku": {"name": doc["properties"].get("instanceType"), "tier": "Standard"},
+                    "capacity": {
+                        "minimum": rules.MIN_INSTANCES,
+                        "maximum": rules.MAX_INSTANCES,
+                        "default": 1,
+                        "scaleType": "Manual",
+                    },
+                }
+            ]
+        }
+
+    # assets registered from local paths
+
+    def _resolve_asset(self, kind: str, ref: object, *, what: str) -> Doc | None:
+        """The stored asset an ARM id (or azureml:name:version) points at."""
+        if not ref:
+            return None
+        text = str(ref)
+        match = re.search(rf"/{kind}/([^/]+)/versions/([^/]+)$", text, re.IGNORECASE)
+        if match is None:
+            short = re.match(r"^azureml:([^:/]+):([^:/]+)$", text)
+            if short is None:
+                raise ApiError(
+                    400,
+                    "BadArgument",
+                    f"{what}: {text!r} is not an asset registered in the emulator; register "
+                    "local files with `python -m emulator apply -f` (registry assets are not "
+                    "available offline)",
+                )
+            match = short
+        name, version = match.group(1), match.group(2)
+        doc = self.store.get_asset(kind, name, version)
+        if doc is None:
+            raise ApiError(
+                404,
+                "UserError",
+                f"{what}: {kind[:-1]} '{name}' version '{version}' is not registered in workspace "
+                f"'{WORKSPACE}'",
+            )
+        return doc
+
+    def get_asset(self, kind: str, name: str, version: str) -> Doc:
+        doc = self.store.get_asset(kind, name, version)
+        if doc is None:
+            raise ApiError(
+                404,
+                "UserError",
+                f"{kind[:-1].capitalize()} '{name}' version '{version}' not found in workspace "
+                f"'{WORKSPACE}'.",
+            )
+        return _public(doc)
+
+    def list_asset_versions(self, kind: str, name: str) -> list[Doc]:
+        return [_public(d) for d in self.store.list_assets(kind, name)]
+
+    def put_asset(self, kind: str, name: str, version: str, body: Doc) -> Doc:
+        """Register a model, code or environment version; local files are copied in."""
+        props = dict(body.get("properties") or {})
+        uri_field = {"models": "modelUri", "codes": "codeUri"}.get(kind)
+        local: str | None = None
+        digest = ""
+        if uri_field is not None:
+            source = _local_path(props.get(uri_field), what=f"{uri_field} of {kind[:-1]} '{name}'")
+            digest = content_digest(source)
+            existing = self.store.get_asset(kind, name, version)
+            if existing is not None and existing.get("_digest") != digest:
+                raise ApiError(
+                    409,
+                    "UserError",
+                    f"{kind[:-1].capitalize()} '{name}' version '{version}' already exists with "
+                    "different content; register the new files as a new version",
+                )
+            target = self.state_dir / "assets" / kind / name / version
+            if existing is None:
+                if target.exists():
+                    shutil.rmtree(target)
+                if kind == "models":
+                    destination = target / source.name
+                    if source.is_dir():
+                        shutil.copytree(source, destination)
+                    else:
+                        destination.parent.mkdir(parents=True, exist_ok=True)
+                        shutil.copy2(source, destination)
+                    local = str(target)
+                else:
+                    if not source.is_dir():
+                        raise ApiError(
+                            400, "BadArgument", f"code '{name}': {source} is not a directory"
+                        )
+                    shutil.copytree(source, target)
+                    local = str(target)
+            else:
+                local = existing["_local"]
+        now = _now()
+        doc: Doc = {
+            "id": f"{self.workspace_path}/{kind}/{name}/versions/{version}",
+            "name": version,
+            "type": f"{PROVIDER}/workspaces/{kind}/versions",
+            "systemData": {"createdAt": now, "createdBy": "local-user", "lastModifiedAt": now},
+            "properties": {**props, "provisioningState": "Succeeded"},
+            "_local": local,
+            "_digest": digest,
+        }
+        self.store.put_asset(kind, name, version, doc)
+        return _public(doc)
+
+
+def _public(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def _local_path(uri: object, *, what: str) -> Path:
+    if not isinstance(uri, str) or not uri:
+        raise ApiError(400, "BadArgument", f"{what} is required")
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("", "file"):
+        raise ApiError(
+            400,
+            "BadArgument",
+            f"{what} is {uri!r}; the emulator registers local files only (file:// URIs)",
+        )
+    path = Path(unquote(parsed.path) if parsed.scheme else uri)
+    if not path.is_absolute() or not path.exists():
+        raise ApiError(400, "BadArgument", f"{what}: {path} does not exist on this machine")
+    return path
+
+
+def content_digest(path: Path) -> str:
+    """A hash of a file's or folder's content (names and bytes), to tell versions apart."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if "__pycache__" in file.parts:
+            continue
+        h.update(str(file.relative_to(path if path.is_dir() else path.parent)).encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()
+
+
+def _storage_log(path: Path, doc: Doc) -> None:
+    """The storage initializer's log: where the model and code were mounted from."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    props = doc["properties"]
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"{stamp} storage-initializer INFO model {props.get('model')}\n")
+        f.write(f"{stamp} storage-initializer INFO   mounted at {props['_modelDir']}\n")
+        f.write(
+            f"{stamp} storage-initializer INFO code {props['codeConfiguration'].get('codeId')}\n"
+        )
+        f.write(f"{stamp} storage-initializer INFO   mounted at {props['_codeDir']}\n")

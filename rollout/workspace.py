@@ -1,0 +1,191 @@
+"""Connecting to a workspace: the local emulator (the default) or Azure ML.
+
+This is the one module that knows the emulator exists. It asks the emulator for its
+connection facts (`python -m emulator status --json`, starting it when needed) and
+builds the same SDK clients a real workspace gets, pointed at the emulator's URL and
+trusting its local CA. Everything else in rollout/ sees only a `Workspace`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from azure.ai.ml import MLClient
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+
+from rollout.errors import ServiceError
+
+_REPO = Path(__file__).resolve().parent.parent
+_FAR_FUTURE = 4_102_444_800  # 2100-01-01: the emulator's token does not expire
+
+
+class StaticTokenCredential:
+    """A TokenCredential that always presents one bearer token (the emulator's ARM token)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self._token, _FAR_FUTURE)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo(self._token, _FAR_FUTURE)
+
+
+@dataclass(frozen=True)
+class EmulatorFacts:
+    """What `python -m emulator status --json` prints."""
+
+    arm_url: str
+    metrics_url: str
+    ca_cert: str
+    token: str
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    location: str
+    pid: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EmulatorFacts:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+@dataclass
+class Workspace:
+    """A connected workspace: its ids and the SDK clients that talk to it."""
+
+    kind: Literal["emulator", "azure"]
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    ml_client: MLClient
+    credential: TokenCredential
+    verify: str | bool = True
+    metrics_url: str | None = None
+    location: str | None = None
+    facts: EmulatorFacts | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        where = "local emulator" if self.kind == "emulator" else "Azure"
+        return f"{self.workspace_name} ({where})"
+
+
+def _emulator_command(
+    *args: str, state_dir: Path | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "emulator", *args]
+    if state_dir is not None:
+        command += ["--state-dir", str(state_dir)]
+    return subprocess.run(
+        command, cwd=_REPO, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def emulator_facts(
+    state_dir: Path | None = None, *, start: bool = True, timeout: float = 90.0
+) -> EmulatorFacts:
+    """The running emulator's connection facts, starting it first when `start` is true."""
+    result = _emulator_command("status", "--json", state_dir=state_dir, timeout=timeout)
+    if result.returncode != 0 and start:
+        started = _emulator_command("start", state_dir=state_dir, timeout=timeout)
+        if started.returncode != 0:
+            raise ServiceError(
+                "the local emulator did not start: "
+                + (started.stderr.strip() or started.stdout.strip())
+            )
+        result = _emulator_command("status", "--json", state_dir=state_dir, timeout=timeout)
+    if result.returncode != 0:
+        raise ServiceError(
+            "the local emulator is not running; start it with `python -m emulator start`"
+        )
+    return EmulatorFacts.from_json(json.loads(result.stdout))
+
+
+def connect_emulator(
+    state_dir: Path | None = None, *, start: bool = True, facts: EmulatorFacts | None = None
+) -> Workspace:
+    """A Workspace on the local emulator, through the unchanged azure-ai-ml MLClient."""
+    facts = facts or emulator_facts(state_dir, start=start)
+    credential = StaticTokenCredential(facts.token)
+    url = facts.arm_url.rstrip("/")
+    # The SDK registers clouds by name, once per process: one name per URL keeps a
+    # restarted emulator on a new port from reusing a stale registration.
+    cloud = "BluegreenEmulator" + url.rsplit(":", 1)[-1]
+    client = MLClient(
+        credential,
+        facts.subscription_id,
+        facts.resource_group,
+        facts.workspace_name,
+        cloud=cloud,
+        cloud_metadata={
+            "azure_portal": url + "/",
+            "resource_manager": url + "/",
+            "active_directory": url + "/",
+            "aml_resource_id": url + "/",
+            "storage_endpoint": "localhost",
+            "registry_discovery_endpoint": url + "/",
+        },
+        connection_verify=facts.ca_cert,
+        enable_telemetry=False,
+        show_progress=False,
+    )
+    return Workspace(
+        kind="emulator",
+        subscription_id=facts.subscription_id,
+        resource_group=facts.resource_group,
+        workspace_name=facts.workspace_name,
+        ml_client=client,
+        credential=credential,
+        verify=facts.ca_cert,
+        metrics_url=facts.metrics_url,
+        location=facts.location,
+        facts=facts,
+    )
+
+
+def connect_azure(
+    subscription_id: str,
+    resource_group: str,
+    workspace_name: str,
+    *,
+    credential: TokenCredential | None = None,
+) -> Workspace:
+    """A Workspace on Azure ML, with DefaultAzureCredential unless a credential is given."""
+    if credential is None:
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    client = MLClient(
+        credential,
+        subscription_id,
+        resource_group,
+        workspace_name,
+        enable_telemetry=os.environ.get("BLUEGREEN_AZURE_TELEMETRY") == "1",
+        show_progress=False,
+    )
+    return Workspace(
+        kind="azure",
+        subscription_id=subscription_id,
+        resource_group=resource_group,
+        workspace_name=workspace_name,
+        ml_client=client,
+        credential=credential,
+    )
+
+
+def wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False

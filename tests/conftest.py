@@ -1,0 +1,110 @@
+"""Shared fixtures: a real emulator process over HTTPS, and clients for it.
+
+The session emulator runs `python -m emulator serve` on a free port with a temporary
+state directory; tests talk to it with the real azure-ai-ml MLClient and plain httpx.
+Tests that restart or kill the emulator use `emulator_factory` for one of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from emulator import server
+from rollout.workspace import EmulatorFacts, Workspace, connect_emulator
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@dataclass
+class RunningEmulator:
+    """One emulator process started by a test fixture."""
+
+    state_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+    facts: EmulatorFacts | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.state_dir.parent / f"{self.state_dir.name}.log"
+
+    def start(self, timeout: float = 60.0) -> EmulatorFacts:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "emulator", "serve", "--state-dir", str(self.state_dir)],
+                cwd=REPO,
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        try:
+            status = server.wait_until_running(self.state_dir, timeout)
+        except server.NotRunning:
+            self.stop()
+            raise RuntimeError(f"emulator did not start:\n{self.log_path.read_text()}") from None
+        self.facts = EmulatorFacts.from_json(status.as_dict())
+        return self.facts
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no cleanup runs."""
+        if self.process is not None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+    def workspace(self) -> Workspace:
+        assert self.facts is not None, "start() the emulator first"
+        return connect_emulator(facts=self.facts)
+
+
+@pytest.fixture(scope="session")
+def emulator_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str], RunningEmulator]]:
+    started: list[RunningEmulator] = []
+
+    def make(name: str) -> RunningEmulator:
+        running = RunningEmulator(tmp_path_factory.mktemp("emulators") / name)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator(emulator_factory: Callable[[str], RunningEmulator]) -> RunningEmulator:
+    """The session's shared emulator, already running."""
+    running = emulator_factory("session")
+    running.start()
+    return running
+
+
+@pytest.fixture(scope="session")
+def workspace(emulator: RunningEmulator) -> Workspace:
+    return emulator.workspace()
+
+
+@pytest.fixture(scope="session")
+def examples() -> Path:
+    return EXAMPLES
