@@ -11,7 +11,14 @@ def main() -> None:
     st.set_page_config(page_title="bluegreen", page_icon=":material/swap_horiz:", layout="wide")
     workspace_sidebar()
     navigation = st.navigation(
-        [st.Page("pages/endpoints.py", title="Endpoints", icon=":material/hub:", default=True)]
+        [
+            st.Page(
+                "app_pages/endpoints.py", title="Endpoints", icon=":material/hub:", default=True
+            ),
+            st.Page("app_pages/traffic.py", title="Traffic", icon=":material/tune:"),
+            st.Page("app_pages/test.py", title="Test", icon=":material/send:"),
+            st.Page("app_pages/deployments.py", title="Deployments", icon=":material/dns:"),
+        ]
     )
     navigation.run()
 

@@ -1,14 +1,31 @@
-"""The workspace picker in the sidebar, and the cached connection every page uses."""
+"""The workspace picker in the sidebar, the cached connection, and read-only mode.
+
+The local emulator is the default (started when it is not running). Azure ML comes
+from a `config.json` (found as `MLClient.from_config` finds it), from
+`.streamlit/secrets.toml` (`[azure]`), or typed in; credentials come from
+DefaultAzureCredential.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
 from rollout.errors import RolloutError
-from rollout.workspace import Workspace, connect_emulator
+from rollout.workspace import (
+    AzureSettings,
+    Workspace,
+    check_connection,
+    connect_azure,
+    connect_emulator,
+    find_config,
+)
+
+_CHOICE = "workspace_choice"
+_AZURE = "azure_settings"
 
 
 @st.cache_resource(show_spinner="Connecting to the local emulator…")
@@ -16,22 +33,105 @@ def _emulator_workspace(state_dir: str) -> Workspace:
     return connect_emulator(Path(state_dir))
 
 
+@st.cache_resource(show_spinner="Connecting to Azure ML…")
+def _azure_workspace(subscription_id: str, resource_group: str, workspace_name: str) -> Workspace:
+    return connect_azure(subscription_id, resource_group, workspace_name)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _connection_problem(_ws: Workspace, key: str) -> str | None:
+    try:
+        check_connection(_ws)
+    except RolloutError as exc:
+        return str(exc)
+    return None
+
+
+def _secret(section: str, name: str) -> Any:
+    try:
+        return st.secrets[section][name]
+    except (KeyError, FileNotFoundError, AttributeError):
+        return None
+    except Exception:  # noqa: BLE001 - a malformed secrets file must not break the page
+        return None
+
+
+def is_read_only() -> bool:
+    """Read-only mode: BLUEGREEN_READ_ONLY=1 or `[dashboard] read_only = true` in secrets."""
+    if os.environ.get("BLUEGREEN_READ_ONLY", "").lower() in ("1", "true", "yes"):
+        return True
+    return bool(_secret("dashboard", "read_only"))
+
+
+def read_only_reason() -> str | None:
+    """Why changes are disabled, or None when they are allowed."""
+    if is_read_only():
+        return "Read-only mode is on (BLUEGREEN_READ_ONLY or [dashboard] read_only): no changes."
+    return None
+
+
+def _azure_defaults() -> AzureSettings | None:
+    sub = _secret("azure", "subscription_id")
+    rg = _secret("azure", "resource_group")
+    ws = _secret("azure", "workspace_name")
+    if sub and rg and ws:
+        return AzureSettings(str(sub), str(rg), str(ws), ".streamlit/secrets.toml")
+    return find_config()
+
+
 def current_workspace() -> Workspace | None:
     """The connected workspace, or None after showing why it could not connect."""
-    state_dir = os.environ.get("EMULATOR_STATE_DIR", ".emulator")
     try:
-        return _emulator_workspace(str(Path(state_dir).resolve()))
+        if st.session_state.get(_CHOICE) == "azure" and st.session_state.get(_AZURE):
+            s: AzureSettings = st.session_state[_AZURE]
+            ws = _azure_workspace(s.subscription_id, s.resource_group, s.workspace_name)
+        else:
+            state_dir = os.environ.get("EMULATOR_STATE_DIR", ".emulator")
+            ws = _emulator_workspace(str(Path(state_dir).resolve()))
     except RolloutError as exc:
-        st.error(f"Could not connect to the local emulator: {exc}")
+        st.error(f"Could not connect to the workspace: {exc}")
         return None
+    return ws
 
 
 def workspace_sidebar() -> None:
     with st.sidebar:
         st.subheader("Workspace")
+        choice = st.radio(
+            "Connect to",
+            ["emulator", "azure"],
+            format_func=lambda c: "Local emulator" if c == "emulator" else "Azure ML",
+            key=_CHOICE,
+            horizontal=True,
+        )
+        if choice == "azure":
+            _azure_form()
         ws = current_workspace()
         if ws is not None:
-            st.success(ws.label, icon=":material/check_circle:")
+            problem = _connection_problem(ws, ws.key)
+            if problem:
+                st.error(problem, icon=":material/error:")
+            else:
+                st.success(ws.label, icon=":material/check_circle:")
             st.caption(
-                f"Subscription `{ws.subscription_id}` · resource group `{ws.resource_group}`"
+                f"Subscription `{ws.subscription_id}`  \nResource group `{ws.resource_group}`"
             )
+        if is_read_only():
+            st.warning("Read-only mode: changes are disabled.", icon=":material/lock:")
+
+
+def _azure_form() -> None:
+    defaults = st.session_state.get(_AZURE) or _azure_defaults()
+    with st.form("azure_workspace"):
+        if defaults is not None:
+            st.caption(f"From {defaults.source}")
+        sub = st.text_input("Subscription ID", value=defaults.subscription_id if defaults else "")
+        rg = st.text_input("Resource group", value=defaults.resource_group if defaults else "")
+        name = st.text_input("Workspace", value=defaults.workspace_name if defaults else "")
+        if st.form_submit_button("Connect", type="primary"):
+            if sub.strip() and rg.strip() and name.strip():
+                st.session_state[_AZURE] = AzureSettings(
+                    sub.strip(), rg.strip(), name.strip(), "typed in"
+                )
+            else:
+                st.error("Subscription ID, resource group and workspace are all required.")

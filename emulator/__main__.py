@@ -14,9 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+# The emulator talks to no cloud. A parent process that built an MLClient for the emulator
+# has AZUREML_CURRENT_CLOUD set to a cloud it registered in-process only (workspace.py's
+# "BluegreenEmulator<port>"); inherited here, `import azure.ai.ml` would try to download
+# that cloud's metadata from Azure and crash every command, `serve` and `status` included.
+os.environ.pop("AZUREML_CURRENT_CLOUD", None)
 
 from emulator import server
 from emulator.apply import ApplyError, apply_file

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,9 +95,9 @@ class DeploymentPool:
     def ready_instances(self) -> list[Instance]:
         return [i for i in self.instances if i.ready and not i.retired]
 
-    def pick(self) -> Instance | None:
+    def pick(self, exclude: Collection[Instance] = ()) -> Instance | None:
         """The ready instance with the fewest requests in flight (round robin among ties)."""
-        ready = self.ready_instances()
+        ready = [i for i in self.ready_instances() if i not in exclude]
         if not ready:
             return None
         start = next(self._rr) % len(ready)

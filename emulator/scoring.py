@@ -20,12 +20,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from emulator.instances import Instance
 from emulator.service import DeploymentRuntime, Emulator
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 NO_POSITIVE_WEIGHT = "The endpoint doesn't have any valid deployment with positive weight."
+_CRASH_GRACE_S = 0.5
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
@@ -69,8 +71,11 @@ async def score(request: Request) -> Response:
 async def forward(runtime: DeploymentRuntime, body: bytes) -> Response:
     """Send one scoring request to a ready instance of the deployment and translate the answer."""
     headers = {DEPLOYMENT_HEADER: runtime.name, "x-request-id": str(uuid.uuid4())}
+    tried: list[Instance] = []
     for _attempt in range(3):
-        instance = runtime.pool.pick()
+        instance = runtime.pool.pick(exclude=tried)
+        if instance is None and tried:
+            break
         if instance is None:
             return _error(
                 503,
@@ -78,15 +83,27 @@ async def forward(runtime: DeploymentRuntime, body: bytes) -> Response:
                 "or failed (see its logs).",
                 **headers,
             )
+        tried.append(instance)
         instance.in_flight += 1
         try:
             answer = await instance.client.post(
                 "/score", content=body, timeout=runtime.request_timeout_ms / 1000
             )
         except httpx.ConnectError:
-            # The instance is gone (it died or is restarting): it never saw the request,
-            # so another instance can take it.
-            instance.ready = False
+            # The instance never saw the request (it died, or its socket is not there
+            # yet): another instance can take it.
+            continue
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            # The connection broke before any answer. When the process is gone, run()
+            # never returned, so the request goes to another instance, as Azure's front
+            # end retries a reset from a crashed replica; otherwise it is the answer.
+            if await _still_running(instance):
+                return _error(
+                    502,
+                    f"Instance {instance.id} of deployment '{runtime.name}' closed the "
+                    f"connection without answering: {type(exc).__name__}",
+                    **headers,
+                )
             continue
         except httpx.TimeoutException:
             return _error(
@@ -121,6 +138,18 @@ async def forward(runtime: DeploymentRuntime, body: bytes) -> Response:
             headers=headers,
         )
     return _error(503, f"Deployment '{runtime.name}' has no reachable instance.", **headers)
+
+
+async def _still_running(instance: Instance) -> bool:
+    """Whether the instance's process outlives a broken connection (a crash ends it quickly)."""
+    process = instance.process
+    if process is None:
+        return False
+    try:
+        await asyncio.wait_for(asyncio.shield(process.wait()), _CRASH_GRACE_S)
+    except TimeoutError:
+        return True
+    return False
 
 
 def _model_error_reason(answer: httpx.Response) -> str:

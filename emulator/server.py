@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
@@ -97,7 +98,10 @@ def _bind(port: int, previous: int | None) -> socket.socket:
     candidates = [port] if port else ([previous] if previous else []) + [0]
     error: OSError | None = None
     for candidate in candidates:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
+        # when proto is IPPROTO_TCP; with proto 0 every response waits ~40 ms (Nagle
+        # against delayed ACK).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", candidate))
@@ -123,23 +127,32 @@ def serve(state_dir: Path, port: int = 0) -> None:
         sock = _bind(port, previous)
         bound = sock.getsockname()[1]
         base_url = f"https://127.0.0.1:{bound}"
-        socket_dir = Path(tempfile.mkdtemp(prefix="bluegreen-"))
+        # Unix socket paths are short (108 bytes), so the instances' sockets live in /tmp,
+        # in a folder named after the state directory: a crash leaves it for the next
+        # start to clear.
+        digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+        socket_dir = Path(tempfile.gettempdir()) / f"bluegreen-{digest}"
+        shutil.rmtree(socket_dir, ignore_errors=True)
+        socket_dir.mkdir(mode=0o700)
         emulator = Emulator(state_dir, socket_dir)
         emulator.base_url = base_url
+
+        # Written before serving: /health answers only once startup is done, so status
+        # never reports this pid before the emulator is ready.
+        info = {
+            "pid": os.getpid(),
+            "port": bound,
+            "arm_url": base_url,
+            "metrics_url": f"{base_url}/monitor",
+            "started_at": time.time(),
+        }
+        tmp = info_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(info_path)
 
         @contextlib.asynccontextmanager
         async def lifespan(app: Starlette) -> AsyncIterator[None]:
             await emulator.start()
-            info = {
-                "pid": os.getpid(),
-                "port": bound,
-                "arm_url": base_url,
-                "metrics_url": f"{base_url}/monitor",
-                "started_at": time.time(),
-            }
-            tmp = info_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(info, indent=2))
-            tmp.replace(info_path)
             log.info("emulator listening on %s (state %s)", base_url, state_dir)
             try:
                 yield
@@ -155,7 +168,7 @@ def serve(state_dir: Path, port: int = 0) -> None:
             ssl_keyfile=str(tls.server_key),
             log_level="warning",
             access_log=False,
-            timeout_graceful_shutdown=5,
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
         try:

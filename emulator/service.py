@@ -461,7 +461,12 @@ class Emulator:
                 "BadArgument",
                 f"keyType must be 'Primary' or 'Secondary', got {body.get('keyType')!r}",
             )
-        value = body.get("keyValue") or secrets.token_urlsafe(32)
+        keys = self.store.get_keys(name) or ("", "")
+        current = keys[0] if key_type == "primary" else keys[1]
+        # azure-ai-ml sends the key's current value as keyValue; that must still regenerate.
+        value = body.get("keyValue")
+        if not value or value == current:
+            value = secrets.token_urlsafe(32)
         self.store.set_key(name, key_type, str(value))
 
     def issue_token(self, name: str) -> Doc:

@@ -7,9 +7,10 @@ here once. azure-core errors are translated into rollout errors at this boundary
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -19,7 +20,8 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from rollout.errors import NotFound, ServiceError
+from rollout import rules
+from rollout.errors import Conflict, NotFound, ServiceError
 from rollout.workspace import Workspace
 
 T = TypeVar("T")
@@ -141,3 +143,148 @@ def get_endpoint(ws: Workspace, name: str) -> EndpointView:
     """One endpoint; raises NotFound when it does not exist."""
     entity = _call(f"reading endpoint '{name}'", lambda: ws.ml_client.online_endpoints.get(name))
     return _endpoint_view(ws, entity)
+
+
+# changes: every one is validated with rules.py first, then get -> modify -> PUT
+
+
+@dataclass
+class Operation:
+    """A long-running change in flight: poll `done()`/`status()`, then `result()`."""
+
+    description: str
+    poller: Any
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def done(self) -> bool:
+        return bool(self.poller.done())
+
+    def status(self) -> str:
+        return str(self.poller.status())
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the end; raises ServiceError with the service's message when it failed."""
+        with service_errors(self.description):
+            return self.poller.result(timeout=timeout)
+
+
+def _canonical(values: Mapping[str, int]) -> dict[str, int]:
+    return rules.normalize_traffic({k: int(v) for k, v in values.items()})
+
+
+def begin_set_traffic(
+    ws: Workspace,
+    endpoint: str,
+    *,
+    traffic: Mapping[str, int],
+    mirror: Mapping[str, int],
+    expected_traffic: Mapping[str, int] | None = None,
+    expected_mirror: Mapping[str, int] | None = None,
+) -> Operation:
+    """Start changing an endpoint's live and mirror traffic.
+
+    Validated with Azure's rules before anything is sent. When `expected_*` is given
+    (what the page showed), a traffic setting that changed since then raises Conflict
+    instead of being overwritten.
+    """
+    entity = _call(
+        f"reading endpoint '{endpoint}'", lambda: ws.ml_client.online_endpoints.get(endpoint)
+    )
+    deployments = _call(
+        f"listing deployments of '{endpoint}'",
+        lambda: [d.name for d in ws.ml_client.online_deployments.list(endpoint)],
+    )
+    rules.raise_for(rules.check_traffic(endpoint, deployments, traffic, mirror))
+    current_traffic = _canonical(entity.traffic or {})
+    current_mirror = _canonical(entity.mirror_traffic or {})
+    if expected_traffic is not None and (
+        _canonical(expected_traffic) != current_traffic
+        or _canonical(expected_mirror or {}) != current_mirror
+    ):
+        raise Conflict(
+            f"the traffic of '{endpoint}' changed since this page loaded it: it is now live "
+            f"{_describe(current_traffic)}, mirror {_describe(current_mirror)}. Nothing was "
+            "sent; review the new state and apply again."
+        )
+    entity.traffic = {k: int(v) for k, v in traffic.items()}
+    entity.mirror_traffic = {k: int(v) for k, v in mirror.items() if int(v)}
+    poller = _call(
+        f"updating the traffic of '{endpoint}'",
+        lambda: ws.ml_client.online_endpoints.begin_create_or_update(entity),
+    )
+    return Operation(f"updating the traffic of '{endpoint}'", poller)
+
+
+def _describe(values: Mapping[str, int]) -> str:
+    return ", ".join(f"{k} {v}%" for k, v in sorted(values.items())) or "none"
+
+
+def begin_scale(ws: Workspace, endpoint: str, deployment: str, instance_count: int) -> Operation:
+    """Start scaling a deployment to `instance_count` instances (1-50)."""
+    rules.raise_for(rules.check_instance_count(endpoint, deployment, instance_count))
+    entity = _call(
+        f"reading deployment '{deployment}'",
+        lambda: ws.ml_client.online_deployments.get(deployment, endpoint),
+    )
+    entity.instance_count = instance_count
+    what = f"scaling '{deployment}' of '{endpoint}' to {instance_count} instance(s)"
+    poller = _call(what, lambda: ws.ml_client.online_deployments.begin_create_or_update(entity))
+    return Operation(what, poller)
+
+
+def begin_delete_deployment(ws: Workspace, endpoint: str, deployment: str) -> Operation:
+    """Start deleting a deployment; refused while it has live (or mirror) traffic."""
+    entity = _call(
+        f"reading endpoint '{endpoint}'", lambda: ws.ml_client.online_endpoints.get(endpoint)
+    )
+    rules.raise_for(
+        rules.check_delete_deployment(
+            endpoint,
+            deployment,
+            {k: int(v) for k, v in (entity.traffic or {}).items()},
+            {k: int(v) for k, v in (entity.mirror_traffic or {}).items()},
+        )
+    )
+    what = f"deleting deployment '{deployment}' of '{endpoint}'"
+    poller = _call(what, lambda: ws.ml_client.online_deployments.begin_delete(deployment, endpoint))
+    return Operation(what, poller)
+
+
+def get_logs(
+    ws: Workspace,
+    endpoint: str,
+    deployment: str,
+    *,
+    lines: int = 200,
+    container: str = "inference-server",
+) -> str:
+    """The last `lines` lines of a deployment's inference-server (or storage-initializer) log."""
+    return str(
+        _call(
+            f"reading the logs of '{deployment}'",
+            lambda: ws.ml_client.online_deployments.get_logs(
+                deployment, endpoint, lines, container_type=container
+            ),
+        )
+    )
+
+
+def scoring_credential(ws: Workspace, endpoint: str) -> str:
+    """The bearer credential for scoring: the primary key, or a token in token auth modes."""
+    creds = _call(
+        f"reading the keys of '{endpoint}'",
+        lambda: ws.ml_client.online_endpoints.get_keys(endpoint),
+    )
+    value = getattr(creds, "primary_key", None) or getattr(creds, "access_token", None)
+    if not value:
+        raise ServiceError(f"endpoint '{endpoint}' returned no key or token for scoring")
+    return str(value)
+
+
+def mask(secret: str) -> str:
+    """A secret as it may be shown: its last four characters only."""
+    return "•" * 8 + secret[-4:] if len(secret) > 8 else "•" * len(secret)

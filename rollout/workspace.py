@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -77,6 +76,11 @@ class Workspace:
     def label(self) -> str:
         where = "local emulator" if self.kind == "emulator" else "Azure"
         return f"{self.workspace_name} ({where})"
+
+    @property
+    def key(self) -> str:
+        """Identifies the workspace in the audit log and in caches."""
+        return f"{self.subscription_id}/{self.resource_group}/{self.workspace_name}"
 
 
 def _emulator_command(
@@ -169,6 +173,9 @@ def connect_azure(
         subscription_id,
         resource_group,
         workspace_name,
+        # Explicit: MLClient otherwise takes the cloud from AZUREML_CURRENT_CLOUD, which
+        # an emulator connection in this process has set to the emulator's cloud.
+        cloud=os.environ.get("BLUEGREEN_AZURE_CLOUD", "AzureCloud"),
         enable_telemetry=os.environ.get("BLUEGREEN_AZURE_TELEMETRY") == "1",
         show_progress=False,
     )
@@ -182,10 +189,64 @@ def connect_azure(
     )
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
+@dataclass(frozen=True)
+class AzureSettings:
+    subscription_id: str
+    resource_group: str
+    workspace_name: str
+    source: str
+
+
+def find_config(start: Path | None = None) -> AzureSettings | None:
+    """An Azure ML `config.json`, looked for as `MLClient.from_config` does.
+
+    In the directory and each parent: `config.json`, then `.azureml/config.json`.
+    """
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        for candidate in (directory / "config.json", directory / ".azureml" / "config.json"):
+            if not candidate.is_file():
+                continue
+            try:
+                data = json.loads(candidate.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            sub = data.get("subscription_id") or data.get("Scope", "").split("/")[2:3]
+            rg, ws = data.get("resource_group"), data.get("workspace_name")
+            if isinstance(sub, str) and sub and rg and ws:
+                return AzureSettings(sub, str(rg), str(ws), str(candidate))
+    return None
+
+
+def check_connection(ws: Workspace) -> None:
+    """Raise ServiceError with what to do when the workspace cannot be used."""
+    from azure.core.exceptions import (
+        ClientAuthenticationError,
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+    )
+
+    try:
+        list(ws.ml_client.online_endpoints.list())
+    except ClientAuthenticationError as exc:
+        raise ServiceError(
+            "not signed in to Azure: run `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID "
+            f"and AZURE_CLIENT_SECRET), then connect again. ({exc.message.splitlines()[0]})"
+        ) from exc
+    except ResourceNotFoundError as exc:
+        raise ServiceError(
+            f"workspace '{ws.workspace_name}' was not found in resource group "
+            f"'{ws.resource_group}' of subscription '{ws.subscription_id}': check the three names."
+        ) from exc
+    except ServiceRequestError as exc:
+        raise ServiceError(f"the workspace cannot be reached: {exc.message}") from exc
+    except HttpResponseError as exc:
+        if exc.status_code == 403:
+            raise ServiceError(
+                f"your identity has no access to workspace '{ws.workspace_name}': ask for the "
+                "AzureML Data Scientist role (or Reader, for read-only use) on it."
+            ) from exc
+        raise ServiceError(f"the workspace answered with an error: {exc.message}") from exc

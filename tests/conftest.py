@@ -76,6 +76,18 @@ class RunningEmulator:
         return connect_emulator(facts=self.facts)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Changes made by tests go to an audit log of their own, never the developer's."""
+    previous = os.environ.get("BLUEGREEN_HOME")
+    os.environ["BLUEGREEN_HOME"] = str(tmp_path_factory.mktemp("bluegreen-home"))
+    yield
+    if previous is None:
+        os.environ.pop("BLUEGREEN_HOME", None)
+    else:
+        os.environ["BLUEGREEN_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def emulator_factory(
     tmp_path_factory: pytest.TempPathFactory,

@@ -30,7 +30,7 @@ def test_endpoints_page_lists_the_sample_endpoint_and_its_deployment(
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     app.run()
     assert not app.exception, app.exception
-    assert [h.value for h in app.subheader if h.value == "my-endpoint"]
+    assert [h.value for h in app.subheader if h.value.startswith("my-endpoint")]
     frames = [df.value for df in app.dataframe]
     blue = [f for f in frames if "blue" in list(f["deployment"])]
     assert blue, frames

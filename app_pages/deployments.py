@@ -1,0 +1,52 @@
+"""Deployments: each deployment of an endpoint, with its scale, delete and logs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components.deployment_actions import (
+    delete_control,
+    deployments_table,
+    logs_panel,
+    open_pending_dialog,
+    scale_control,
+    show_flash,
+)
+from components.selection import select_endpoint
+from components.workspace import current_workspace, read_only_reason
+from rollout.endpoints import list_endpoints
+from rollout.errors import RolloutError
+
+st.title("Deployments")
+ws = current_workspace()
+if ws is None:
+    st.stop()
+try:
+    endpoints = list_endpoints(ws)
+except RolloutError as exc:
+    st.error(str(exc))
+    st.stop()
+endpoint = select_endpoint(endpoints)
+if endpoint is None:
+    st.stop()
+show_flash()
+if not endpoint.deployments:
+    st.info(f"Endpoint '{endpoint.name}' has no deployments yet.")
+    st.stop()
+deployments_table(endpoint)
+
+names = [d.name for d in endpoint.deployments]
+name = st.selectbox("Deployment", names, key=f"deployment_{endpoint.name}")
+deployment = endpoint.deployments[names.index(name)]
+read_only = read_only_reason()
+if read_only:
+    st.info(read_only, icon=":material/lock:")
+scale, delete = st.columns(2)
+with scale.container(border=True):
+    scale_control(endpoint, deployment, read_only)
+with delete.container(border=True):
+    delete_control(endpoint, deployment, read_only)
+
+st.subheader("Logs")
+logs_panel(ws, endpoint, deployment)
+open_pending_dialog(ws, endpoint)

@@ -1,0 +1,39 @@
+"""Traffic: move live and mirror traffic between an endpoint's deployments, safely."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import traffic_editor
+from components.selection import select_endpoint
+from components.workspace import current_workspace, read_only_reason
+from rollout.endpoints import list_endpoints
+from rollout.errors import RolloutError
+
+st.title("Traffic")
+ws = current_workspace()
+if ws is None:
+    st.stop()
+try:
+    endpoints = list_endpoints(ws)
+except RolloutError as exc:
+    st.error(str(exc))
+    st.stop()
+endpoint = select_endpoint(endpoints)
+if endpoint is None:
+    st.stop()
+traffic_editor.show_flash()
+if not endpoint.deployments:
+    st.info(f"{endpoint.name} has no deployments yet: create one, then give it traffic here.")
+    st.stop()
+
+read_only = read_only_reason()
+if read_only:
+    st.info(read_only, icon=":material/lock:")
+editor, summary = st.columns([3, 2], gap="large")
+with editor:
+    edit = traffic_editor.edit(ws, endpoint, read_only=read_only)
+with summary:
+    traffic_editor.current_split(endpoint)
+    problems = traffic_editor.review(edit)
+    traffic_editor.actions(ws, edit, problems=problems, read_only=read_only)

@@ -1,0 +1,395 @@
+"""One deployment's controls: scale and delete (each confirmed in a dialog showing
+before → after, followed to the end and written to the audit log), and its logs.
+
+A confirmation dialog stays open across reruns through a "pending action" in session
+state: the page calls `open_pending_dialog` once per run, the dialog clears it when it
+is confirmed, cancelled or dismissed. A finished action leaves a flash message for the
+next run, because `st.rerun()` closes the dialog that showed the outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import streamlit as st
+
+from components.operation import follow
+from rollout import history, rules
+from rollout.endpoints import (
+    DeploymentView,
+    EndpointView,
+    Operation,
+    begin_delete_deployment,
+    begin_scale,
+    get_logs,
+)
+from rollout.errors import RolloutError
+from rollout.workspace import Workspace
+
+_PENDING = "deployment_action_pending"
+_FLASH = "deployment_action_flash"
+_BUSY_STATES = ("Creating", "Updating", "Deleting")
+LOG_CONTAINERS = ("inference-server", "storage-initializer")
+MIN_LOG_LINES, MAX_LOG_LINES = 50, 2000
+
+
+@dataclass(frozen=True)
+class PendingAction:
+    """A change waiting for the user's confirmation in a dialog."""
+
+    action: Literal["scale", "delete"]
+    endpoint: str
+    deployment: str
+    instance_count: int | None = None
+
+
+# --- the decisions, kept free of Streamlit calls so they can be tested alone -----------------
+
+
+def delete_refusal(endpoint: EndpointView, deployment: str) -> str | None:
+    """Why Azure would refuse to delete `deployment` now (live or mirror traffic), or None."""
+    violations = rules.check_delete_deployment(
+        endpoint.name, deployment, endpoint.traffic, endpoint.mirror
+    )
+    return "; ".join(v.message for v in violations) or None
+
+
+def delete_blocker(
+    endpoint: EndpointView, deployment: DeploymentView, read_only: str | None
+) -> str | None:
+    """Why the Delete button is disabled, or None when it may be offered."""
+    if read_only:
+        return read_only
+    if deployment.state in _BUSY_STATES:
+        return f"deployment '{deployment.name}' is {deployment.state.lower()}; wait until it ends"
+    return delete_refusal(endpoint, deployment.name)
+
+
+def scale_blocker(deployment: DeploymentView, wanted: int, read_only: str | None) -> str | None:
+    """Why scaling to `wanted` cannot be offered now, or None (the same count is not a change,
+    which the control handles by itself)."""
+    if read_only:
+        return read_only
+    if deployment.state in _BUSY_STATES:
+        return f"deployment '{deployment.name}' is {deployment.state.lower()}; wait until it ends"
+    problems = rules.check_instance_count("", deployment.name, wanted)
+    if problems:
+        return f"{wanted} instances: it must be {rules.MIN_INSTANCES} to {rules.MAX_INSTANCES}"
+    return None
+
+
+def name_matches(typed: str | None, name: str) -> bool:
+    """The delete confirmation: the deployment's exact name, surrounding spaces ignored."""
+    return (typed or "").strip() == name
+
+
+def pending_capacity(deployment: DeploymentView, instances: int) -> int:
+    """How many requests may be pending before the deployment answers 429."""
+    per_instance = deployment.max_concurrent_requests or rules.DEFAULT_MAX_CONCURRENT_REQUESTS
+    return 2 * per_instance * instances
+
+
+# --- flash messages -------------------------------------------------------------------------
+
+
+def _flash(kind: Literal["success", "error"], message: str) -> None:
+    st.session_state[_FLASH] = (kind, message)
+
+
+def show_flash() -> None:
+    """The outcome of the action the last run finished, once."""
+    flashed = st.session_state.pop(_FLASH, None)
+    if flashed is None:
+        return
+    kind, message = flashed
+    if kind == "success":
+        st.success(message, icon=":material/check_circle:")
+    else:
+        st.error(message, icon=":material/error:")
+
+
+def _clear_pending() -> None:
+    st.session_state.pop(_PENDING, None)
+
+
+# --- the list -------------------------------------------------------------------------------
+
+
+def deployments_table(endpoint: EndpointView) -> None:
+    rows = [
+        {
+            "deployment": d.name,
+            "state": d.state,
+            "model": d.model,
+            "instance type": d.instance_type,
+            "instances": d.instance_count,
+            "live %": d.live,
+            "mirror %": d.mirror,
+            "timeout ms": d.request_timeout_ms,
+            "concurrent / instance": d.max_concurrent_requests,
+        }
+        for d in endpoint.deployments
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _explain(blocker: str | None, read_only: str | None, verb: str) -> None:
+    """Why a control is disabled; read-only mode is explained once, at the top of the page."""
+    if blocker is None:
+        return
+    if blocker == read_only:
+        st.caption(":material/lock: Read-only mode: disabled.")
+    else:
+        st.caption(f":material/block: Cannot {verb} now: {blocker}")
+
+
+# --- scale ----------------------------------------------------------------------------------
+
+
+def scale_control(
+    endpoint: EndpointView, deployment: DeploymentView, read_only: str | None
+) -> None:
+    st.markdown("**Scale**")
+    wanted = st.number_input(
+        "Instances",
+        min_value=rules.MIN_INSTANCES,
+        max_value=rules.MAX_INSTANCES,
+        value=deployment.instance_count or rules.MIN_INSTANCES,
+        step=1,
+        key=f"scale_count_{endpoint.name}_{deployment.name}",
+    )
+    blocker = scale_blocker(deployment, int(wanted), read_only)
+    now = deployment.instance_count
+    st.caption(
+        f"Now {now} instance(s): up to {pending_capacity(deployment, now)} requests pending "
+        "before it answers 429."
+    )
+    _explain(blocker, read_only, "scale")
+    unchanged = int(wanted) == now
+    if st.button(
+        "Scale…",
+        key="scale_open",
+        icon=":material/open_in_full:",
+        disabled=blocker is not None or unchanged,
+        help=blocker or ("Choose another number of instances first." if unchanged else None),
+    ):
+        st.session_state[_PENDING] = PendingAction(
+            "scale", endpoint.name, deployment.name, int(wanted)
+        )
+
+
+@st.dialog("Scale deployment", on_dismiss=_clear_pending)
+def _scale_dialog(
+    ws: Workspace, endpoint: EndpointView, deployment: DeploymentView, count: int
+) -> None:
+    before, after = deployment.instance_count, count
+    st.markdown(f"Deployment **{deployment.name}** of endpoint **{endpoint.name}**")
+    st.table(
+        pd.DataFrame(
+            [
+                {"": "instances", "before": before, "after": after},
+                {
+                    "": "requests pending before 429",
+                    "before": pending_capacity(deployment, before),
+                    "after": pending_capacity(deployment, after),
+                },
+            ]
+        ).set_index("")
+    )
+    reason = st.text_input("Reason (for the audit log)", key="scale_reason")
+    confirm, cancel = st.columns(2)
+    if cancel.button("Cancel", key="scale_cancel", width="stretch"):
+        _clear_pending()
+        st.rerun()
+    if confirm.button("Scale", key="scale_confirm", type="primary", width="stretch"):
+        what = f"Scaling '{deployment.name}' to {after} instance(s)"
+        _run(
+            ws,
+            endpoint,
+            action="scale",
+            start=lambda: begin_scale(ws, endpoint.name, deployment.name, after),
+            label=what,
+            before={"deployment": deployment.name, "instance_count": before},
+            after={"deployment": deployment.name, "instance_count": after},
+            reason=reason or "",
+            done=f"'{deployment.name}' of '{endpoint.name}' now has {after} instance(s).",
+        )
+
+
+# --- delete ---------------------------------------------------------------------------------
+
+
+def delete_control(
+    endpoint: EndpointView, deployment: DeploymentView, read_only: str | None
+) -> None:
+    st.markdown("**Delete**")
+    blocker = delete_blocker(endpoint, deployment, read_only)
+    if blocker:
+        _explain(blocker, read_only, "delete")
+    else:
+        st.caption("It has no live or mirror traffic, so it can be deleted.")
+    if st.button(
+        "Delete…",
+        key="delete_open",
+        icon=":material/delete:",
+        disabled=blocker is not None,
+        help=blocker,
+    ):
+        st.session_state[_PENDING] = PendingAction("delete", endpoint.name, deployment.name)
+
+
+@st.dialog("Delete deployment", on_dismiss=_clear_pending)
+def _delete_dialog(ws: Workspace, endpoint: EndpointView, deployment: DeploymentView) -> None:
+    names = [d.name for d in endpoint.deployments]
+    remaining = [n for n in names if n != deployment.name]
+    st.markdown(
+        f"Deleting **{deployment.name}** removes its {deployment.instance_count} instance(s) "
+        f"and model {deployment.model} from endpoint **{endpoint.name}**. "
+        "It cannot be undone."
+    )
+    st.table(
+        pd.DataFrame(
+            [
+                {
+                    "": "deployments",
+                    "before": ", ".join(names),
+                    "after": ", ".join(remaining) or "none",
+                }
+            ]
+        ).set_index("")
+    )
+    typed = st.text_input(
+        f"Type **{deployment.name}** to confirm",
+        key="delete_typed",
+        help="Press Enter after typing to enable the Delete button.",
+    )
+    reason = st.text_input("Reason (for the audit log)", key="delete_reason")
+    confirm, cancel = st.columns(2)
+    if cancel.button("Cancel", key="delete_cancel", width="stretch"):
+        _clear_pending()
+        st.rerun()
+    if confirm.button(
+        "Delete",
+        key="delete_confirm",
+        type="primary",
+        width="stretch",
+        disabled=not name_matches(typed, deployment.name),
+    ):
+        _run(
+            ws,
+            endpoint,
+            action="delete",
+            start=lambda: begin_delete_deployment(ws, endpoint.name, deployment.name),
+            label=f"Deleting '{deployment.name}'",
+            before={
+                "deployment": deployment.name,
+                "model": deployment.model,
+                "instance_count": deployment.instance_count,
+                "live": deployment.live,
+                "mirror": deployment.mirror,
+            },
+            after={"deployment": deployment.name, "deleted": True},
+            reason=reason or "",
+            done=f"Deployment '{deployment.name}' of '{endpoint.name}' was deleted.",
+        )
+
+
+# --- running a confirmed change -------------------------------------------------------------
+
+
+def _run(
+    ws: Workspace,
+    endpoint: EndpointView,
+    *,
+    action: str,
+    start: Callable[[], Operation],
+    label: str,
+    before: dict[str, object],
+    after: dict[str, object],
+    reason: str,
+    done: str,
+) -> None:
+    """Start the change, follow it, write the audit log; close the dialog when it worked."""
+    try:
+        operation = start()
+    except RolloutError as exc:
+        st.error(f"Nothing was changed: {exc}")
+        return
+    ok = follow(operation, label=label)
+    outcome = "Succeeded" if ok else f"Failed: {_failure(operation)}"
+    try:
+        history.record(
+            workspace=ws.key,
+            endpoint=endpoint.name,
+            action=action,
+            before=before,
+            after=after,
+            reason=reason,
+            outcome=outcome,
+        )
+    except Exception as exc:  # noqa: BLE001 - the change happened; say the log failed, in words
+        st.warning(f"The change was not written to the audit log: {exc}")
+    _clear_pending()
+    if ok:
+        _flash("success", done)
+        st.rerun()
+    st.caption("Close this dialog to go back to the page.")
+
+
+def _failure(operation: Operation) -> str:
+    try:
+        operation.result(timeout=1.0)
+    except RolloutError as exc:
+        return str(exc)
+    return "did not finish"
+
+
+def open_pending_dialog(ws: Workspace, endpoint: EndpointView) -> None:
+    """Open the dialog of the action waiting for confirmation, if it is for this endpoint."""
+    pending: PendingAction | None = st.session_state.get(_PENDING)
+    if pending is None:
+        return
+    deployment = next((d for d in endpoint.deployments if d.name == pending.deployment), None)
+    if pending.endpoint != endpoint.name or deployment is None:
+        _clear_pending()
+        return
+    if pending.action == "scale" and pending.instance_count is not None:
+        _scale_dialog(ws, endpoint, deployment, pending.instance_count)
+    elif pending.action == "delete":
+        _delete_dialog(ws, endpoint, deployment)
+
+
+# --- logs -----------------------------------------------------------------------------------
+
+
+def logs_panel(ws: Workspace, endpoint: EndpointView, deployment: DeploymentView) -> None:
+    container_col, lines_col, refresh_col = st.columns([2, 2, 1], vertical_alignment="bottom")
+    container = container_col.selectbox("Container", LOG_CONTAINERS, key="logs_container")
+    lines = lines_col.number_input(
+        "Lines",
+        min_value=MIN_LOG_LINES,
+        max_value=MAX_LOG_LINES,
+        value=200,
+        step=50,
+        key="logs_lines",
+    )
+    refresh_col.button("Refresh", key="logs_refresh", icon=":material/refresh:", width="stretch")
+    try:
+        text = get_logs(ws, endpoint.name, deployment.name, lines=int(lines), container=container)
+    except RolloutError as exc:
+        st.error(str(exc))
+        return
+    shown = text.rstrip("\n")
+    st.code(
+        shown or "(no log lines yet)",
+        language=None,
+        wrap_lines=True,
+    )
+    st.caption(
+        f"The last {int(lines)} lines of the {container} log of '{deployment.name}', "
+        f"read at {time.strftime('%H:%M:%S')}."
+    )

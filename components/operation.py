@@ -1,0 +1,35 @@
+"""Following a long-running change on the page: state and elapsed time, then the outcome."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from rollout.endpoints import Operation
+from rollout.errors import RolloutError
+
+_POLL_S = 0.5
+_TIMEOUT_S = 900.0
+
+
+def follow(operation: Operation, *, label: str) -> bool:
+    """Show an operation's progress until it ends; True when it succeeded.
+
+    Streamlit keeps the rest of the page rendered while this status box updates.
+    """
+    with st.status(f"{label}…", expanded=True) as box:
+        line = st.empty()
+        while not operation.done() and operation.elapsed < _TIMEOUT_S:
+            line.write(f"State: **{operation.status()}** · {operation.elapsed:.0f} s elapsed")
+            time.sleep(_POLL_S)
+        try:
+            operation.result(timeout=1.0)
+        except RolloutError as exc:
+            line.write(f"Failed after {operation.elapsed:.0f} s")
+            box.update(label=f"{label}: failed", state="error")
+            st.error(str(exc))
+            return False
+        line.write(f"Done in {operation.elapsed:.1f} s")
+        box.update(label=f"{label}: done", state="complete", expanded=False)
+        return True

@@ -1,0 +1,58 @@
+"""What the pages show, built from EndpointView: plain values, no Streamlit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollout.endpoints import EndpointView
+
+_SETTLED = {"Succeeded"}
+_AUTH = {"key": "Key", "aml_token": "AML token", "aad_token": "Microsoft Entra token"}
+
+
+def state_color(state: str) -> str:
+    """green when settled, red when failed, orange for anything in between."""
+    if state == "Failed":
+        return "red"
+    return "green" if state in _SETTLED else "orange"
+
+
+def state_badge(state: str) -> str:
+    """A state as a Streamlit markdown badge, coloured so that failures stand out."""
+    return f":{state_color(state)}-badge[{state}]"
+
+
+def split_text(values: dict[str, int]) -> str:
+    shown = [f"{name} {share}%" for name, share in sorted(values.items()) if share]
+    return " · ".join(shown) or "none"
+
+
+def endpoint_facts(endpoint: EndpointView) -> dict[str, str]:
+    return {
+        "auth": _AUTH.get(endpoint.auth_mode.lower(), endpoint.auth_mode),
+        "live": split_text(endpoint.traffic),
+        "mirror": split_text(endpoint.mirror),
+        "deployments": str(len(endpoint.deployments)),
+    }
+
+
+def deployment_rows(endpoint: EndpointView) -> list[dict[str, Any]]:
+    """One row per deployment, in the columns the Endpoints page shows."""
+    rows = []
+    for d in endpoint.deployments:
+        timeout = f"{d.request_timeout_ms} ms" if d.request_timeout_ms else "-"
+        concurrency = d.max_concurrent_requests if d.max_concurrent_requests else "-"
+        rows.append(
+            {
+                "deployment": d.name,
+                "state": d.state,
+                "model": d.model,
+                "instance type": d.instance_type,
+                "instances": d.instance_count,
+                "live %": d.live,
+                "mirror %": d.mirror,
+                "request timeout": timeout,
+                "max concurrent / instance": concurrency,
+            }
+        )
+    return rows

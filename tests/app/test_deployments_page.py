@@ -1,0 +1,247 @@
+"""The Deployments page against a real emulator: list, scale, delete, logs, read-only mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from streamlit.testing.v1 import AppTest
+
+from rollout import history
+from rollout.endpoints import get_endpoint, scoring_credential
+from rollout.invoke import invoke, parse_request
+from rollout.workspace import Workspace
+from tests.conftest import REPO, RunningEmulator
+
+pytestmark = pytest.mark.emulator
+
+ENDPOINT = "deploypage-ep"
+SLOW_RUN = 300  # seconds: scaling starts instance processes, on a busy 2-core machine
+
+
+def _copy_yaml(source: Path, target_dir: Path, **changes: Any) -> Path:
+    """A copy of an example YAML with other names and absolute model/code/conda paths."""
+    data = yaml.safe_load(source.read_text())
+    data.update(changes)
+    base = source.parent
+    if isinstance(data.get("model"), dict) and "path" in data["model"]:
+        data["model"]["path"] = str(base / data["model"]["path"])
+    if "code_configuration" in data:
+        data["code_configuration"]["code"] = str(base / data["code_configuration"]["code"])
+    if isinstance(data.get("environment"), dict) and "conda_file" in data["environment"]:
+        data["environment"]["conda_file"] = str(base / data["environment"]["conda_file"])
+    path = target_dir / f"{data['name']}.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def yaml_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("deploypage-yaml")
+
+
+def _apply_deployment(
+    emulator: RunningEmulator, examples: Path, folder: Path, name: str, *, like: str, **kw: Any
+) -> None:
+    from emulator.apply import apply_file
+
+    path = _copy_yaml(
+        examples / f"{like}-deployment.yml", folder, name=name, endpoint_name=ENDPOINT
+    )
+    apply_file(emulator.state_dir, path, **kw)
+
+
+@pytest.fixture(scope="module")
+def seeded(emulator: RunningEmulator, examples: Path, yaml_dir: Path) -> RunningEmulator:
+    """Endpoint `deploypage-ep`: blue (model-1) with all live traffic, green (model-2) at 0%."""
+    from emulator.apply import apply_file
+
+    apply_file(emulator.state_dir, _copy_yaml(examples / "endpoint.yml", yaml_dir, name=ENDPOINT))
+    _apply_deployment(emulator, examples, yaml_dir, "blue", like="blue", all_traffic=True)
+    _apply_deployment(emulator, examples, yaml_dir, "green", like="green", if_missing=True)
+    return emulator
+
+
+@pytest.fixture
+def audit_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("BLUEGREEN_HOME", str(tmp_path / "bluegreen"))
+    return tmp_path / "bluegreen" / "history.db"
+
+
+def _page(state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("EMULATOR_STATE_DIR", str(state_dir))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.switch_page("app_pages/deployments.py")
+    app.query_params["endpoint"] = ENDPOINT
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+@pytest.fixture
+def page(seeded: RunningEmulator, audit_log: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.delenv("BLUEGREEN_READ_ONLY", raising=False)
+    return _page(seeded.state_dir, monkeypatch)
+
+
+def _choose(app: AppTest, deployment: str) -> None:
+    app.selectbox(key=f"deployment_{ENDPOINT}").set_value(deployment).run()
+    assert not app.exception, app.exception
+
+
+def _captions(app: AppTest) -> str:
+    return "\n".join(c.value for c in app.caption)
+
+
+def test_the_page_lists_each_deployment_with_state_model_instances_and_traffic(
+    page: AppTest,
+) -> None:
+    table = page.dataframe[0].value.set_index("deployment")
+    assert table.loc["blue", "state"] == "Succeeded"
+    assert table.loc["blue", "model"] == "model-1:1"
+    assert table.loc["blue", "live %"] == 100
+    assert table.loc["green", "model"] == "model-2:1"
+    assert table.loc["green", "live %"] == 0
+    assert table.loc["green", "timeout ms"] == 5000
+    assert table.loc["green", "concurrent / instance"] == 1
+
+
+def test_a_deployment_with_live_traffic_cannot_be_deleted_and_the_page_says_why(
+    page: AppTest,
+) -> None:
+    _choose(page, "blue")
+    button = page.button(key="delete_open")
+    assert button.disabled
+    assert "100% live traffic" in _captions(page)
+    assert "set its traffic to 0 first" in (button.help or "")
+
+
+def test_scaling_asks_for_confirmation_then_applies_and_is_recorded(
+    page: AppTest, workspace: Workspace, audit_log: Path
+) -> None:
+    _choose(page, "blue")
+    assert page.button(key="scale_open").disabled  # the count has not changed yet
+    page.number_input(key=f"scale_count_{ENDPOINT}_blue").set_value(2).run()
+    page.button(key="scale_open").click().run()
+    assert not page.exception, page.exception
+    before_after = page.table[0].value
+    assert before_after.loc["instances", "before"] == 1
+    assert before_after.loc["instances", "after"] == 2
+    page.text_input(key="scale_reason").input("more capacity before green")
+    page.button(key="scale_confirm").click().run(timeout=SLOW_RUN)
+    assert not page.exception, page.exception
+    assert any("now has 2 instance(s)" in s.value for s in page.success), page.success
+    blue = next(d for d in get_endpoint(workspace, ENDPOINT).deployments if d.name == "blue")
+    assert blue.instance_count == 2
+    changes = history.list_changes(workspace=workspace.key, endpoint=ENDPOINT, path=audit_log)
+    assert [(c.action, c.before, c.after, c.reason, c.outcome) for c in changes] == [
+        (
+            "scale",
+            {"deployment": "blue", "instance_count": 1},
+            {"deployment": "blue", "instance_count": 2},
+            "more capacity before green",
+            "Succeeded",
+        )
+    ]
+
+
+def test_deleting_a_deployment_without_traffic_needs_its_name_typed(
+    seeded: RunningEmulator,
+    examples: Path,
+    yaml_dir: Path,
+    workspace: Workspace,
+    audit_log: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _apply_deployment(seeded, examples, yaml_dir, "spare", like="green")
+    page = _page(seeded.state_dir, monkeypatch)
+    _choose(page, "spare")
+    assert not page.button(key="delete_open").disabled
+    page.button(key="delete_open").click().run()
+    assert not page.exception, page.exception
+    assert page.button(key="delete_confirm").disabled
+    before_after = page.table[0].value
+    assert before_after.loc["deployments", "before"] == "blue, green, spare"
+    assert before_after.loc["deployments", "after"] == "blue, green"
+    page.text_input(key="delete_typed").input("spar").run()
+    assert page.button(key="delete_confirm").disabled
+    page.text_input(key="delete_typed").input("spare").run()
+    assert not page.button(key="delete_confirm").disabled
+    page.button(key="delete_confirm").click().run(timeout=SLOW_RUN)
+    assert not page.exception, page.exception
+    assert any("'spare'" in s.value and "deleted" in s.value for s in page.success)
+    names = [d.name for d in get_endpoint(workspace, ENDPOINT).deployments]
+    assert "spare" not in names
+    assert page.selectbox(key=f"deployment_{ENDPOINT}").options == ["blue", "green"]
+    changes = history.list_changes(workspace=workspace.key, endpoint=ENDPOINT, path=audit_log)
+    assert [(c.action, c.before["deployment"], c.outcome) for c in changes] == [
+        ("delete", "spare", "Succeeded")
+    ]
+
+
+def test_cancel_closes_the_dialog_and_changes_nothing(page: AppTest, workspace: Workspace) -> None:
+    _choose(page, "green")
+    page.button(key="delete_open").click().run()
+    assert page.button(key="delete_confirm").disabled
+    page.button(key="delete_cancel").click().run()
+    assert not page.exception, page.exception
+    assert not [b for b in page.button if b.key == "delete_confirm"]
+    assert "green" in [d.name for d in get_endpoint(workspace, ENDPOINT).deployments]
+
+
+def test_logs_show_the_last_lines_of_the_inference_server_after_a_request(
+    page: AppTest, workspace: Workspace
+) -> None:
+    body = parse_request((REPO / "examples" / "sample-request.json").read_text())
+    uri = get_endpoint(workspace, ENDPOINT).scoring_uri
+    credential = scoring_credential(workspace, ENDPOINT)
+    assert invoke(workspace, uri, credential, body, deployment="blue").ok
+    _choose(page, "blue")
+    page.button(key="logs_refresh").click().run()
+    assert "model 1: request received" in page.code[0].value
+    page.number_input(key="logs_lines").set_value(50).run()
+    assert len(page.code[0].value.splitlines()) <= 50
+    page.selectbox(key="logs_container").set_value("storage-initializer").run()
+    assert not page.exception, page.exception
+    assert "storage-initializer" in page.code[0].value
+
+
+def test_read_only_mode_disables_scale_and_delete_with_the_reason(
+    seeded: RunningEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BLUEGREEN_READ_ONLY", "1")
+    page = _page(seeded.state_dir, monkeypatch)
+    _choose(page, "green")
+    page.number_input(key=f"scale_count_{ENDPOINT}_green").set_value(3).run()
+    for key in ("scale_open", "delete_open"):
+        button = page.button(key=key)
+        assert button.disabled, key
+        assert "Read-only mode" in (button.help or ""), key
+    assert any("Read-only mode" in i.value for i in page.info)
+    assert "Read-only mode" in _captions(page)
+
+
+def test_a_delete_the_service_refuses_is_explained_in_words(
+    page: AppTest, workspace: Workspace
+) -> None:
+    from rollout.endpoints import begin_set_traffic
+
+    _choose(page, "green")
+    page.button(key="delete_open").click().run()
+    # Someone gives green live traffic while the dialog is open.
+    begin_set_traffic(workspace, ENDPOINT, traffic={"blue": 90, "green": 10}, mirror={}).result(
+        timeout=120
+    )
+    try:
+        page.text_input(key="delete_typed").input("green").run()
+        page.button(key="delete_confirm").click().run()
+        assert not page.exception, page.exception
+        errors = [e.value for e in page.error]
+        assert any("Nothing was changed" in e and "10% live traffic" in e for e in errors)
+        assert "green" in [d.name for d in get_endpoint(workspace, ENDPOINT).deployments]
+    finally:
+        begin_set_traffic(workspace, ENDPOINT, traffic={"blue": 100, "green": 0}, mirror={}).result(
+            timeout=120
+        )
