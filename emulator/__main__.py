@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument(
             "--port", type=int, default=0, help="HTTPS port on 127.0.0.1 (0 = free port)"
         )
+        sub.add_argument(
+            "--max-body-mb",
+            type=float,
+            help="scoring request body limit in MiB (default 100; kept in the state directory)",
+        )
     sub = add("status", "print the connection facts; exit 1 when not running")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("apply", "create or update an endpoint or deployment from az ml YAML")
@@ -67,13 +72,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         try:
-            server.serve(state_dir, args.port)
+            server.serve(state_dir, args.port, max_body_mb=args.max_body_mb)
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command == "start":
-        return _start(state_dir, args.port)
+        return _start(state_dir, args.port, args.max_body_mb)
     if args.command == "status":
         try:
             facts = server.status(state_dir)
@@ -102,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _start(state_dir: Path, port: int) -> int:
+def _start(state_dir: Path, port: int, max_body_mb: float | None) -> int:
     try:
         facts = server.status(state_dir, timeout=2.0)
         print(f"emulator already running (pid {facts.pid}) at {facts.arm_url}")
@@ -111,18 +116,13 @@ def _start(state_dir: Path, port: int) -> int:
         pass
     state_dir.mkdir(parents=True, exist_ok=True)
     log_path = state_dir / "emulator.log"
+    command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
+    command += ["--port", str(port)]
+    if max_body_mb is not None:
+        command += ["--max-body-mb", str(max_body_mb)]
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "emulator",
-                "serve",
-                "--state-dir",
-                str(state_dir),
-                "--port",
-                str(port),
-            ],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=log_file,

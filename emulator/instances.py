@@ -11,6 +11,7 @@ instance that dies is restarted (as Azure's liveness probe would restart it).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import itertools
@@ -29,7 +30,6 @@ import httpx
 log = logging.getLogger(__name__)
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
-_READY_TIMEOUT_S = 180.0
 _STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
 
@@ -58,6 +58,22 @@ class InstanceSpec:
         return hashlib.sha256(raw.encode()).hexdigest()[:8]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Azure's probe settings, in seconds."""
+
+    initial_delay: float = 10.0
+    period: float = 10.0
+    timeout: float = 2.0
+    success_threshold: int = 1
+    failure_threshold: int = 30
+
+    @property
+    def startup_deadline(self) -> float:
+        """How long a starting instance may take before it counts as failed."""
+        return max(30.0, self.initial_delay + self.period * self.failure_threshold)
+
+
 @dataclass(eq=False)
 class Instance:
     id: str
@@ -66,6 +82,7 @@ class Instance:
     client: httpx.AsyncClient
     process: asyncio.subprocess.Process | None = None
     ready: bool = False
+    launched: bool = False
     retired: bool = False
     in_flight: int = 0
     restarts: int = 0
@@ -82,6 +99,11 @@ class DeploymentPool:
     def __init__(self, spec: InstanceSpec, *, socket_dir: Path, log_path: Path) -> None:
         self.spec = spec
         self.instances: list[Instance] = []
+        self.desired = 0
+        self.pending = 0
+        self.liveness = Probe()
+        self.readiness = Probe()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._socket_dir = socket_dir
         self._log_path = log_path
         self._ids = itertools.count()
@@ -94,6 +116,62 @@ class DeploymentPool:
 
     def ready_instances(self) -> list[Instance]:
         return [i for i in self.instances if i.ready and not i.retired]
+
+    @property
+    def capacity(self) -> int:
+        """Requests admitted at once before 429: 2 x max concurrency x instance count (Azure)."""
+        return 2 * self.spec.max_concurrency * max(1, self.desired)
+
+    def admit(self) -> bool:
+        """Take an admission slot; False when the deployment already has `capacity` pending."""
+        if self.pending >= self.capacity:
+            return False
+        self.pending += 1
+        return True
+
+    def leave(self) -> None:
+        self.pending -= 1
+
+    async def acquire(self, deadline: float, exclude: Collection[Instance] = ()) -> Instance | None:
+        """A ready instance with a free slot, waiting for one until `deadline` (loop time).
+
+        None when the deployment has no instance that could ever serve (none ready and
+        none starting); TimeoutError when the deadline passes while waiting.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            instance = self.pick(exclude)
+            if instance is not None and instance.in_flight < self.spec.max_concurrency:
+                instance.in_flight += 1
+                return instance
+            if instance is None and not any(
+                not i.retired and i not in exclude for i in self.instances
+            ):
+                return None
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+
+    def release(self, instance: Instance) -> None:
+        instance.in_flight -= 1
+        self._wake(1)
+
+    def _wake(self, count: int | None = None) -> None:
+        woken = 0
+        while self._waiters and (count is None or woken < count):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
 
     def pick(self, exclude: Collection[Instance] = ()) -> Instance | None:
         """The ready instance with the fewest requests in flight (round robin among ties)."""
@@ -116,6 +194,8 @@ class DeploymentPool:
             else:
                 await self._scale(count)
             self.spec = spec
+            self.desired = count
+            self._wake()
 
     async def stop(self) -> None:
         async with self._lock:
@@ -204,7 +284,7 @@ class DeploymentPool:
             log_file.close()
         instance.started_at = time.time()
         process = instance.process
-        deadline = time.monotonic() + _READY_TIMEOUT_S
+        deadline = time.monotonic() + self.liveness.startup_deadline
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 raise InitFailed(
@@ -215,20 +295,82 @@ class DeploymentPool:
                 try:
                     response = await instance.client.get("/", timeout=2.0)
                     if response.status_code == 200:
-                        instance.ready = True
+                        instance.ready = instance.launched = True
+                        self._wake()
                         return
                 except httpx.TransportError:
                     pass
             await asyncio.sleep(0.05)
         raise InitFailed(
             f"instance {instance.id} of deployment '{spec.deployment}' was not ready after "
-            f"{_READY_TIMEOUT_S:.0f} s"
+            f"{self.liveness.startup_deadline:.0f} s"
         )
 
     def _watch(self, instance: Instance) -> None:
-        task = asyncio.create_task(self._supervise(instance), name=f"watch-{instance.id}")
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        for job, name in (
+            (self._supervise(instance), "watch"),
+            (self._liveness(instance), "liveness"),
+            (self._readiness(instance), "readiness"),
+        ):
+            task = asyncio.create_task(job, name=f"{name}-{instance.id}")
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
+
+    async def _probe_ok(self, instance: Instance, path: str, timeout: float) -> bool:
+        try:
+            response = await instance.client.get(path, timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    async def _liveness(self, instance: Instance) -> None:
+        """Kill an instance that fails its liveness probe failure_threshold times in a row."""
+        failures = 0
+        while not instance.retired:
+            await asyncio.sleep(self.liveness.period)
+            if instance.retired or not instance.launched:
+                failures = 0
+                continue
+            if await self._probe_ok(instance, "/health", self.liveness.timeout):
+                failures = 0
+                continue
+            failures += 1
+            if failures < self.liveness.failure_threshold:
+                continue
+            failures = 0
+            process = instance.process
+            if process is None or process.returncode is not None or instance.retired:
+                continue
+            self.write_log(
+                f"instance {instance.id} (pid {process.pid}) failed its liveness probe "
+                f"{self.liveness.failure_threshold} times in a row; replacing it"
+            )
+            instance.ready = instance.launched = False
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+    async def _readiness(self, instance: Instance) -> None:
+        """Take an instance out of routing while its readiness probe fails, back when it passes."""
+        failures = successes = 0
+        while not instance.retired:
+            await asyncio.sleep(self.readiness.period)
+            if instance.retired or not instance.launched:
+                failures = successes = 0
+                continue
+            if await self._probe_ok(instance, "/", self.readiness.timeout):
+                successes, failures = successes + 1, 0
+                if not instance.ready and successes >= self.readiness.success_threshold:
+                    instance.ready = True
+                    self.write_log(f"instance {instance.id} is ready again")
+                    self._wake()
+            else:
+                failures, successes = failures + 1, 0
+                if instance.ready and failures >= self.readiness.failure_threshold:
+                    instance.ready = False
+                    self.write_log(
+                        f"instance {instance.id} failed its readiness probe {failures} times; "
+                        "it gets no traffic until it passes again"
+                    )
 
     async def _supervise(self, instance: Instance) -> None:
         """Restart the instance whenever its process dies while it is still wanted."""
@@ -240,7 +382,7 @@ class DeploymentPool:
             code = await process.wait()
             if instance.retired:
                 return
-            instance.ready = False
+            instance.ready = instance.launched = False
             instance.restarts += 1
             self.write_log(
                 f"instance {instance.id} (pid {process.pid}) exited with code {code}; "

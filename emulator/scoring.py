@@ -1,4 +1,4 @@
-"""The data plane: each endpoint's scoring URI, with Azure's auth, routing and mirroring.
+"""The data plane: each endpoint's scoring URI, with Azure's auth, routing, limits and mirroring.
 
 POST {base}/online/{endpoint}/score with `Authorization: Bearer <key or token>`.
 Without the `azureml-model-deployment` header the request goes to a deployment
@@ -6,97 +6,183 @@ chosen by live traffic, and a share of such requests is copied to the mirror
 deployment in the background (its response is dropped; it never affects the
 client). With the header it goes to that deployment, whatever its traffic. The
 response names the deployment that served it in `azureml-model-deployment`.
+
+Limits, as Azure documents them: a body over the size limit is 413; more than
+2 x max_concurrent_requests_per_instance x instance_count requests pending on a
+deployment is 429; a request still unanswered after request_timeout_ms (waiting
+for a free instance included) is 408; a model that fails or answers non-200 is 424.
+Every request is recorded in the request log, off the request path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import time
 import uuid
+from typing import Any
 
 import httpx
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.instances import Instance
+from emulator.instances import DeploymentPool, Instance
+from emulator.requestlog import DROPPED
 from emulator.service import DeploymentRuntime, Emulator
 
 log = logging.getLogger(__name__)
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 NO_POSITIVE_WEIGHT = "The endpoint doesn't have any valid deployment with positive weight."
+TOO_MANY = "Too many pending requests"
 _CRASH_GRACE_S = 0.5
+# A bound for an upstream call that outlives its client's timeout (Azure's maximum
+# request timeout, plus a margin); liveness probes end a hung instance long before.
+_UPSTREAM_TIMEOUT_S = 200.0
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def _error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse({"message": message}, status_code=status, headers=headers or None)
 
 
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def score(request: Request) -> Response:
+    started = time.perf_counter()
     emulator: Emulator = request.app.state.emulator
     endpoint = request.path_params["endpoint"]
     route = emulator.routes.get(endpoint.lower())
     if route is None:
         return _error(404, f"Endpoint '{endpoint}' not found.")
+    requested = request.headers.get(DEPLOYMENT_HEADER, "").strip()
+    response, body = await _serve(emulator, request, route.name, requested)
+    emulator.requests.record(
+        route.name,
+        response.headers.get(DEPLOYMENT_HEADER, ""),
+        mirrored=False,
+        status=response.status_code,
+        model_status=_model_status(response),
+        started=started,
+        bytes_in=len(body),
+        bytes_out=len(response.body),
+    )
+    return response
+
+
+async def _serve(
+    emulator: Emulator, request: Request, endpoint: str, requested: str
+) -> tuple[Response, bytes]:
+    route = emulator.routes[endpoint.lower()]
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
-        return _error(401, f"Endpoint '{route.name}' requires an Authorization: Bearer header.")
+        return _error(401, f"Endpoint '{endpoint}' requires an Authorization: Bearer header."), b""
     if not emulator.authorize(route, credential.strip()):
-        return _error(401, f"The key or token is not valid for endpoint '{route.name}'.")
-    body = await request.body()
-    requested = request.headers.get(DEPLOYMENT_HEADER, "").strip()
+        return _error(401, f"The key or token is not valid for endpoint '{endpoint}'."), b""
+    try:
+        body = await _read_body(request, emulator.max_body_bytes)
+    except _TooLarge:
+        limit_mb = emulator.max_body_bytes / 2**20
+        return _error(413, f"The request body is larger than the limit of {limit_mb:g} MiB."), b""
+    except ClientDisconnect:
+        return _error(499, "The client closed the connection."), b""
     mirror_to: str | None = None
     if requested:
         name = requested
     else:
         chosen = route.live.next()
         if chosen is None:
-            return _error(404, NO_POSITIVE_WEIGHT)
+            return _error(404, NO_POSITIVE_WEIGHT), body
         name = chosen
         mirror_to = route.mirror_gate.next()
-    runtime = emulator.deployments.get((route.name.lower(), name.lower()))
+    runtime = emulator.deployments.get((endpoint.lower(), name.lower()))
     if runtime is None:
-        return _error(
-            404,
-            f"Deployment '{name}' not found in endpoint '{route.name}'.",
-            **{DEPLOYMENT_HEADER: name},
-        )
+        return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'."), body
     if mirror_to is not None:
-        _mirror(emulator, route.name, mirror_to, body)
-    return await forward(runtime, body)
+        _mirror(emulator, endpoint, mirror_to, body)
+    return await forward(runtime, body), body
 
 
-async def forward(runtime: DeploymentRuntime, body: bytes) -> Response:
-    """Send one scoring request to a ready instance of the deployment and translate the answer."""
+async def forward(runtime: DeploymentRuntime, body: bytes, *, admitted: bool = False) -> Response:
+    """Send one scoring request to an instance of the deployment and translate the answer."""
     headers = {DEPLOYMENT_HEADER: runtime.name, "x-request-id": str(uuid.uuid4())}
+    pool = runtime.pool
+    if not admitted and not pool.admit():
+        return _error(
+            429,
+            f"{TOO_MANY}: deployment '{runtime.name}' already has {pool.capacity} requests "
+            f"pending (2 x max_concurrent_requests_per_instance x instance_count).",
+            **headers,
+        )
+    try:
+        return await _forward_admitted(runtime, body, headers)
+    finally:
+        pool.leave()
+
+
+async def _forward_admitted(
+    runtime: DeploymentRuntime, body: bytes, headers: dict[str, str]
+) -> Response:
+    pool = runtime.pool
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + runtime.request_timeout_ms / 1000
     tried: list[Instance] = []
     for _attempt in range(3):
-        instance = runtime.pool.pick(exclude=tried)
-        if instance is None and tried:
-            break
+        try:
+            instance = await pool.acquire(deadline, exclude=tried)
+        except TimeoutError:
+            return _timeout(runtime, headers)
         if instance is None:
+            if tried:
+                break
             return _error(
                 503,
-                f"Deployment '{runtime.name}' has no ready instance; it is starting, restarting "
-                "or failed (see its logs).",
+                f"Deployment '{runtime.name}' has no instance that can serve; it failed or "
+                "is being replaced (see its logs).",
                 **headers,
             )
         tried.append(instance)
-        instance.in_flight += 1
+        call = asyncio.ensure_future(
+            instance.client.post("/score", content=body, timeout=_UPSTREAM_TIMEOUT_S)
+        )
         try:
-            answer = await instance.client.post(
-                "/score", content=body, timeout=runtime.request_timeout_ms / 1000
+            answer = await asyncio.wait_for(
+                asyncio.shield(call), max(0.001, deadline - loop.time())
             )
+        except TimeoutError:
+            # The instance goes on with run() after the client got its 408, as a real
+            # one does: its slot stays taken until it answers (or its liveness probe
+            # replaces it), so the next requests see it busy.
+            call.add_done_callback(functools.partial(_finish_late, pool, instance))
+            return _timeout(runtime, headers)
         except httpx.ConnectError:
-            # The instance never saw the request (it died, or its socket is not there
-            # yet): another instance can take it.
+            pool.release(instance)
+            # The instance never saw the request (it died, or is not listening yet):
+            # another instance can take it.
             continue
         except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
             # The connection broke before any answer. When the process is gone, run()
             # never returned, so the request goes to another instance, as Azure's front
             # end retries a reset from a crashed replica; otherwise it is the answer.
+            pool.release(instance)
             if await _still_running(instance):
                 return _error(
                     502,
@@ -105,39 +191,37 @@ async def forward(runtime: DeploymentRuntime, body: bytes) -> Response:
                     **headers,
                 )
             continue
-        except httpx.TimeoutException:
-            return _error(
-                408,
-                f"Request to deployment '{runtime.name}' timed out after "
-                f"{runtime.request_timeout_ms} ms (request_timeout_ms).",
-                **headers,
-            )
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
+            pool.release(instance)
             return _error(
                 502,
                 f"Instance {instance.id} of deployment '{runtime.name}' failed while serving "
                 f"the request: {type(exc).__name__}",
                 **headers,
             )
-        finally:
-            instance.in_flight -= 1
+        pool.release(instance)
+        media_type = answer.headers.get("content-type", "application/json")
         if answer.status_code == 200:
-            return Response(
-                answer.content,
-                status_code=200,
-                media_type=answer.headers.get("content-type", "application/json"),
-                headers=headers,
-            )
-        reason = _model_error_reason(answer)
+            return Response(answer.content, status_code=200, media_type=media_type, headers=headers)
         headers["ms-azureml-model-error-statuscode"] = str(answer.status_code)
-        headers["ms-azureml-model-error-reason"] = reason
-        return Response(
-            answer.content,
-            status_code=424,
-            media_type=answer.headers.get("content-type", "application/json"),
-            headers=headers,
-        )
+        headers["ms-azureml-model-error-reason"] = _model_error_reason(answer)
+        return Response(answer.content, status_code=424, media_type=media_type, headers=headers)
     return _error(503, f"Deployment '{runtime.name}' has no reachable instance.", **headers)
+
+
+def _finish_late(pool: DeploymentPool, instance: Instance, call: asyncio.Future[Any]) -> None:
+    pool.release(instance)
+    if not call.cancelled():
+        call.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+
+def _timeout(runtime: DeploymentRuntime, headers: dict[str, str]) -> Response:
+    return _error(
+        408,
+        f"Request to deployment '{runtime.name}' timed out after {runtime.request_timeout_ms} ms "
+        "(request_timeout_ms).",
+        **headers,
+    )
 
 
 async def _still_running(instance: Instance) -> bool:
@@ -152,6 +236,13 @@ async def _still_running(instance: Instance) -> bool:
     return False
 
 
+def _model_status(response: Response) -> int | None:
+    if response.status_code == 200:
+        return 200
+    value = response.headers.get("ms-azureml-model-error-statuscode")
+    return int(value) if value and value.isdigit() else None
+
+
 def _model_error_reason(answer: httpx.Response) -> str:
     try:
         parsed = json.loads(answer.content)
@@ -164,22 +255,45 @@ def _model_error_reason(answer: httpx.Response) -> str:
 
 
 def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> None:
+    """Copy a request to the mirror deployment in the background; drop it when saturated."""
     runtime = emulator.deployments.get((endpoint.lower(), deployment.lower()))
     if runtime is None:
         return
-    capacity = 2 * runtime.max_concurrency * max(1, len(runtime.pool.ready_instances()))
-    if emulator.mirror_in_flight.get(runtime.name, 0) >= capacity:
-        emulator.mirror_dropped[runtime.name] = emulator.mirror_dropped.get(runtime.name, 0) + 1
+    started = time.perf_counter()
+    if not runtime.pool.admit():
+        emulator.requests.record(
+            endpoint,
+            runtime.name,
+            mirrored=True,
+            status=DROPPED,
+            model_status=None,
+            started=started,
+            bytes_in=len(body),
+            bytes_out=0,
+        )
         return
 
     async def send() -> None:
-        emulator.mirror_in_flight[runtime.name] = emulator.mirror_in_flight.get(runtime.name, 0) + 1
+        status, model_status, size = 500, None, 0
         try:
-            await forward(runtime, body)
+            response = await forward(runtime, body, admitted=True)
+            status, model_status, size = (
+                response.status_code,
+                _model_status(response),
+                len(response.body),
+            )
         except Exception:
             log.exception("mirror request to %s failed", runtime.name)
-        finally:
-            emulator.mirror_in_flight[runtime.name] -= 1
+        emulator.requests.record(
+            endpoint,
+            runtime.name,
+            mirrored=True,
+            status=status,
+            model_status=model_status,
+            started=started,
+            bytes_in=len(body),
+            bytes_out=size,
+        )
 
     task = asyncio.create_task(send())
     emulator.background.add(task)

@@ -114,7 +114,7 @@ def _bind(port: int, previous: int | None) -> socket.socket:
     raise OSError(f"cannot listen on 127.0.0.1:{port}: {error}")
 
 
-def serve(state_dir: Path, port: int = 0) -> None:
+def serve(state_dir: Path, port: int = 0, *, max_body_mb: float | None = None) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with _lock(state_dir):
@@ -136,6 +136,9 @@ def serve(state_dir: Path, port: int = 0) -> None:
         socket_dir.mkdir(mode=0o700)
         emulator = Emulator(state_dir, socket_dir)
         emulator.base_url = base_url
+        if max_body_mb is not None:
+            emulator.max_body_bytes = int(max_body_mb * 2**20)
+            emulator.store.set_meta("max_body_bytes", str(emulator.max_body_bytes))
 
         # Written before serving: /health answers only once startup is done, so status
         # never reports this pid before the emulator is ready.

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, tail_file
+from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, Probe, tail_file
+from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
 from emulator.store import Doc, Store
 from rollout import rules
@@ -107,6 +108,7 @@ class EndpointRoute:
     auth_mode: str
     traffic: dict[str, int]
     mirror: dict[str, int]
+    keys: tuple[str, str] = ("", "")
     live: SmoothWeighted = field(init=False)
     mirror_gate: MirrorGate = field(init=False)
 
@@ -139,8 +141,8 @@ class Emulator:
         self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.background: set[asyncio.Task[None]] = set()
-        self.mirror_in_flight: dict[str, int] = {}
-        self.mirror_dropped: dict[str, int] = {}
+        self.requests = RequestLog(state_dir / "requests.db")
+        self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
@@ -185,6 +187,7 @@ class Emulator:
 
     async def start(self) -> None:
         """Bring back every endpoint and deployment from the store and finish interrupted work."""
+        self.requests.start()
         for doc in self.store.list_endpoints():
             props = doc["properties"]
             if props["provisioningState"] == "Deleting":
@@ -209,6 +212,8 @@ class Emulator:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(d.pool.stop() for d in self.deployments.values()))
         self.deployments.clear()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        await self.requests.stop()
         self.store.close()
 
     def _spawn(self, coro: Awaitable[None]) -> None:
@@ -420,6 +425,7 @@ class Emulator:
             auth_mode=props["authMode"],
             traffic={k: int(v) for k, v in (props.get("traffic") or {}).items()},
             mirror={k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items()},
+            keys=self.store.get_keys(doc["name"]) or ("", ""),
         )
 
     def delete_endpoint(self, name: str) -> str | None:
@@ -468,6 +474,9 @@ class Emulator:
         if not value or value == current:
             value = secrets.token_urlsafe(32)
         self.store.set_key(name, key_type, str(value))
+        route = self.routes.get(name.lower())
+        if route is not None:
+            route.keys = self.store.get_keys(name) or ("", "")
 
     def issue_token(self, name: str) -> Doc:
         doc = self._endpoint(name)
@@ -492,8 +501,8 @@ class Emulator:
     def authorize(self, route: EndpointRoute, presented: str) -> bool:
         """Whether a scoring credential is valid for the endpoint (constant-time compares)."""
         if route.auth_mode == "Key":
-            keys = self.store.get_keys(route.name)
-            if keys is None:
+            keys = route.keys
+            if not keys[0]:
                 return False
             ok_primary = hmac.compare_digest(presented.encode(), keys[0].encode())
             ok_secondary = hmac.compare_digest(presented.encode(), keys[1].encode())
@@ -590,6 +599,8 @@ class Emulator:
                 )
             )
         _check(violations)
+        for probe in ("livenessProbe", "readinessProbe"):
+            _probe(props.get(probe))
         model = self._resolve_asset("models", props.get("model"), what=f"model of '{name}'")
         code_config = props.get("codeConfiguration") or {}
         code = self._resolve_asset("codes", code_config.get("codeId"), what=f"code of '{name}'")
@@ -703,6 +714,8 @@ class Emulator:
             )
             runtime = DeploymentRuntime(name, 5000, 1, pool)
             self.deployments[key] = runtime
+        runtime.pool.liveness = _probe(doc["properties"].get("livenessProbe"))
+        runtime.pool.readiness = _probe(doc["properties"].get("readinessProbe"))
         _storage_log(self._logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
         verb = "Restarting" if restart else doc["properties"]["provisioningState"]
         runtime.pool.write_log(f"{verb} deployment '{name}': {count} instance(s) of {spec.script}")
@@ -912,6 +925,18 @@ class Emulator:
         }
         self.store.put_asset(kind, name, version, doc)
         return _public(doc)
+
+
+def _probe(settings: object) -> Probe:
+    """Probe settings of a deployment (ISO-8601 durations) in seconds."""
+    values = {**_DEFAULT_PROBE, **(settings if isinstance(settings, dict) else {})}
+    return Probe(
+        initial_delay=parse_duration_ms(values["initialDelay"], what="initialDelay") / 1000,
+        period=max(0.1, parse_duration_ms(values["period"], what="period") / 1000),
+        timeout=max(0.1, parse_duration_ms(values["timeout"], what="timeout") / 1000),
+        success_threshold=max(1, int(values["successThreshold"])),
+        failure_threshold=max(1, int(values["failureThreshold"])),
+    )
 
 
 def _public(doc: Doc) -> Doc:

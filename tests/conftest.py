@@ -36,11 +36,12 @@ class RunningEmulator:
     def __post_init__(self) -> None:
         self.log_path = self.state_dir.parent / f"{self.state_dir.name}.log"
 
-    def start(self, timeout: float = 60.0) -> EmulatorFacts:
+    def start(self, timeout: float = 60.0, *, args: tuple[str, ...] = ()) -> EmulatorFacts:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(self.state_dir)]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "emulator", "serve", "--state-dir", str(self.state_dir)],
+                [*command, *args],
                 cwd=REPO,
                 stdout=log,
                 stderr=log,
