@@ -7,7 +7,6 @@ the lock and answers on /health, and adds the ARM token and CA path.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -175,7 +174,8 @@ def serve(state_dir: Path, port: int = 0, *, max_body_mb: float | None = None) -
         )
         server = uvicorn.Server(config)
         try:
-            asyncio.run(server.serve(sockets=[sock]))
+            # uvloop and httptools when installed (uvicorn's "auto"), asyncio otherwise.
+            server.run(sockets=[sock])
         finally:
             sock.close()
             shutil.rmtree(socket_dir, ignore_errors=True)
