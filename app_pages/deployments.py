@@ -12,23 +12,11 @@ from components.deployment_actions import (
     scale_control,
     show_flash,
 )
-from components.selection import select_endpoint
-from components.workspace import current_workspace, read_only_reason
-from rollout.endpoints import list_endpoints
-from rollout.errors import RolloutError
+from components.selection import endpoint_in_focus
+from components.workspace import read_only_reason
 
 st.title("Deployments")
-ws = current_workspace()
-if ws is None:
-    st.stop()
-try:
-    endpoints = list_endpoints(ws)
-except RolloutError as exc:
-    st.error(str(exc))
-    st.stop()
-endpoint = select_endpoint(endpoints)
-if endpoint is None:
-    st.stop()
+ws, _, endpoint = endpoint_in_focus()
 show_flash()
 if not endpoint.deployments:
     st.info(f"Endpoint '{endpoint.name}' has no deployments yet.")

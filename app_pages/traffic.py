@@ -5,23 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from components import traffic_editor
-from components.selection import select_endpoint
-from components.workspace import current_workspace, read_only_reason
-from rollout.endpoints import list_endpoints
-from rollout.errors import RolloutError
+from components.selection import endpoint_in_focus
+from components.workspace import read_only_reason
 
 st.title("Traffic")
-ws = current_workspace()
-if ws is None:
-    st.stop()
-try:
-    endpoints = list_endpoints(ws)
-except RolloutError as exc:
-    st.error(str(exc))
-    st.stop()
-endpoint = select_endpoint(endpoints)
-if endpoint is None:
-    st.stop()
+ws, _, endpoint = endpoint_in_focus()
 traffic_editor.show_flash()
 if not endpoint.deployments:
     st.info(f"{endpoint.name} has no deployments yet: create one, then give it traffic here.")

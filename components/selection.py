@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rollout.endpoints import EndpointView
+from components.workspace import current_workspace
+from rollout.endpoints import EndpointView, list_endpoints
+from rollout.errors import RolloutError
+from rollout.workspace import Workspace
 
 _KEY = "selected_endpoint"
 
@@ -27,3 +30,22 @@ def select_endpoint(endpoints: list[EndpointView]) -> EndpointView | None:
 def selected_name() -> str | None:
     value = st.query_params.get("endpoint") or st.session_state.get(_KEY)
     return str(value) if value else None
+
+
+def endpoint_in_focus() -> tuple[Workspace, list[EndpointView], EndpointView]:
+    """The workspace, its endpoints and the selected one; stops the page, saying why, if none.
+
+    Every page that works on one endpoint starts here.
+    """
+    ws = current_workspace()
+    if ws is None:
+        st.stop()
+    try:
+        endpoints = list_endpoints(ws)
+    except RolloutError as exc:
+        st.error(str(exc))
+        st.stop()
+    endpoint = select_endpoint(endpoints)
+    if endpoint is None:
+        st.stop()
+    return ws, endpoints, endpoint
