@@ -25,7 +25,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from emulator.upstream import Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Instance:
     id: str
     spec: InstanceSpec
     socket: Path
-    client: httpx.AsyncClient
+    upstream: Upstream
     process: asyncio.subprocess.Process | None = None
     ready: bool = False
     launched: bool = False
@@ -243,9 +243,7 @@ class DeploymentPool:
         n = next(self._ids)
         instance_id = f"{spec.deployment}-{spec.fingerprint[:4]}-{n}"
         sock = self._socket_dir / f"{spec.endpoint}-{instance_id}-{os.getpid()}.sock"
-        transport = httpx.AsyncHTTPTransport(uds=str(sock))
-        client = httpx.AsyncClient(transport=transport, base_url="http://instance", timeout=None)
-        return Instance(id=instance_id, spec=spec, socket=sock, client=client)
+        return Instance(id=instance_id, spec=spec, socket=sock, upstream=Upstream(str(sock)))
 
     async def _launch(self, instance: Instance) -> None:
         """Start the instance's process and wait until it is ready (init() finished)."""
@@ -291,15 +289,10 @@ class DeploymentPool:
                     f"instance {instance.id} of deployment '{spec.deployment}' exited with code "
                     f"{process.returncode} before it was ready:\n{self.log_tail(15)}"
                 )
-            if instance.socket.exists():
-                try:
-                    response = await instance.client.get("/", timeout=2.0)
-                    if response.status_code == 200:
-                        instance.ready = instance.launched = True
-                        self._wake()
-                        return
-                except httpx.TransportError:
-                    pass
+            if instance.socket.exists() and await self._probe_ok(instance, "/", 2.0):
+                instance.ready = instance.launched = True
+                self._wake()
+                return
             await asyncio.sleep(0.05)
         raise InitFailed(
             f"instance {instance.id} of deployment '{spec.deployment}' was not ready after "
@@ -318,10 +311,10 @@ class DeploymentPool:
 
     async def _probe_ok(self, instance: Instance, path: str, timeout: float) -> bool:
         try:
-            response = await instance.client.get(path, timeout=timeout)
-        except httpx.HTTPError:
+            answer = await asyncio.wait_for(instance.upstream.request("GET", path), timeout)
+        except (UpstreamError, TimeoutError):
             return False
-        return response.status_code == 200
+        return answer.status == 200
 
     async def _liveness(self, instance: Instance) -> None:
         """Kill an instance that fails its liveness probe failure_threshold times in a row."""
@@ -419,7 +412,7 @@ class DeploymentPool:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-        await instance.client.aclose()
+        await instance.upstream.aclose()
         with contextlib.suppress(FileNotFoundError):
             instance.socket.unlink()
 

@@ -22,9 +22,9 @@ import json
 import logging
 import time
 import uuid
+from http import HTTPStatus
 from typing import Any
 
-import httpx
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -32,6 +32,7 @@ from starlette.routing import Route
 from emulator.instances import DeploymentPool, Instance
 from emulator.requestlog import DROPPED
 from emulator.service import DeploymentRuntime, Emulator
+from emulator.upstream import Answer, Broken, NotReached
 
 log = logging.getLogger(__name__)
 
@@ -160,25 +161,22 @@ async def _forward_admitted(
                 **headers,
             )
         tried.append(instance)
-        call = asyncio.ensure_future(
-            instance.client.post("/score", content=body, timeout=_UPSTREAM_TIMEOUT_S)
-        )
-        try:
-            answer = await asyncio.wait_for(
-                asyncio.shield(call), max(0.001, deadline - loop.time())
-            )
-        except TimeoutError:
+        call = asyncio.ensure_future(_call(instance, body))
+        await asyncio.wait((call,), timeout=max(0.001, deadline - loop.time()))
+        if not call.done():
             # The instance goes on with run() after the client got its 408, as a real
             # one does: its slot stays taken until it answers (or its liveness probe
             # replaces it), so the next requests see it busy.
             call.add_done_callback(functools.partial(_finish_late, pool, instance))
             return _timeout(runtime, headers)
-        except httpx.ConnectError:
+        try:
+            answer = call.result()
+        except NotReached:
             pool.release(instance)
             # The instance never saw the request (it died, or is not listening yet):
             # another instance can take it.
             continue
-        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+        except Broken as exc:
             # The connection broke before any answer. When the process is gone, run()
             # never returned, so the request goes to another instance, as Azure's front
             # end retries a reset from a crashed replica; otherwise it is the answer.
@@ -187,26 +185,29 @@ async def _forward_admitted(
                 return _error(
                     502,
                     f"Instance {instance.id} of deployment '{runtime.name}' closed the "
-                    f"connection without answering: {type(exc).__name__}",
+                    f"connection without answering: {exc}",
                     **headers,
                 )
             continue
-        except httpx.HTTPError as exc:
+        except TimeoutError:
             pool.release(instance)
-            return _error(
-                502,
-                f"Instance {instance.id} of deployment '{runtime.name}' failed while serving "
-                f"the request: {type(exc).__name__}",
-                **headers,
-            )
+            return _timeout(runtime, headers)
         pool.release(instance)
-        media_type = answer.headers.get("content-type", "application/json")
-        if answer.status_code == 200:
-            return Response(answer.content, status_code=200, media_type=media_type, headers=headers)
-        headers["ms-azureml-model-error-statuscode"] = str(answer.status_code)
+        if answer.status == 200:
+            return Response(
+                answer.body, status_code=200, media_type=answer.content_type, headers=headers
+            )
+        headers["ms-azureml-model-error-statuscode"] = str(answer.status)
         headers["ms-azureml-model-error-reason"] = _model_error_reason(answer)
-        return Response(answer.content, status_code=424, media_type=media_type, headers=headers)
+        return Response(
+            answer.body, status_code=424, media_type=answer.content_type, headers=headers
+        )
     return _error(503, f"Deployment '{runtime.name}' has no reachable instance.", **headers)
+
+
+async def _call(instance: Instance, body: bytes) -> Answer:
+    async with asyncio.timeout(_UPSTREAM_TIMEOUT_S):
+        return await instance.upstream.request("POST", "/score", body)
 
 
 def _finish_late(pool: DeploymentPool, instance: Instance, call: asyncio.Future[Any]) -> None:
@@ -243,13 +244,18 @@ def _model_status(response: Response) -> int | None:
     return int(value) if value and value.isdigit() else None
 
 
-def _model_error_reason(answer: httpx.Response) -> str:
+def _model_error_reason(answer: Answer) -> str:
     try:
-        parsed = json.loads(answer.content)
-        reason = parsed.get("error") if isinstance(parsed, dict) else None
+        parsed = json.loads(answer.body)
     except ValueError:
-        reason = None
-    text = str(reason or answer.reason_phrase or "model error")
+        parsed = None
+    reason = parsed.get("error") if isinstance(parsed, dict) else None
+    if not reason:
+        try:
+            reason = HTTPStatus(answer.status).phrase
+        except ValueError:
+            reason = "model error"
+    text = str(reason)
     # A header value: one line, printable, bounded.
     return "".join(c if 32 <= ord(c) < 127 else " " for c in text)[:200]
 

@@ -76,8 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INIT_FAILED
 
     app = _ScoringApp(run, max_concurrency=args.max_concurrency)
+    # The router keeps its connections open; the instance does not time them out.
     config = uvicorn.Config(
-        app, uds=args.socket, log_level="warning", access_log=False, lifespan="off"
+        app,
+        uds=args.socket,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_keep_alive=3600,
     )
     log.info("Instance %s ready on %s", args.instance_id, args.socket)
     uvicorn.Server(config).run()

@@ -37,9 +37,9 @@ REQUEST_FILE = EXAMPLES / "sample-request.json"
 BLUE_ANSWER = [10980.66, 4459.33]  # model-1 on sample-request.json
 GREEN_ANSWER = [4952.81, 3830.04]  # model-2 on sample-request.json
 SERVED_BY = "azureml-model-deployment"
-# Blue runs 2 instances with max_concurrent_requests_per_instance 1: Azure answers 429
-# beyond 2 × 1 × 2 requests in flight, so bursts stay at or below that.
-BURST_CONCURRENCY = 4
+# Green runs 1 instance with max_concurrent_requests_per_instance 1: Azure answers 429
+# beyond 2 × 1 × 1 requests pending on it, so bursts that reach green stay at or below 2.
+BURST_CONCURRENCY = 2
 
 
 @dataclass

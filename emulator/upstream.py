@@ -1,0 +1,124 @@
+"""A small HTTP/1.1 client for the router's calls to instances over their Unix sockets.
+
+The router forwards every scoring request, so this path is hot: a general-purpose
+client (httpx) cost more CPU per request than the model itself. Instances are our
+own worker processes, which always answer with Content-Length, so a minimal client
+with keep-alive connections is enough and several times cheaper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+
+class UpstreamError(Exception):
+    """The instance could not be reached or broke the connection."""
+
+
+class NotReached(UpstreamError):
+    """The request never reached the instance (nothing listens on its socket)."""
+
+
+class Broken(UpstreamError):
+    """The connection broke after the request was sent, before a full answer."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    content_type: str
+    body: bytes
+
+
+_Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class Upstream:
+    """Keep-alive connections to one instance's socket."""
+
+    def __init__(self, socket_path: str, *, max_idle: int = 64) -> None:
+        self.socket_path = socket_path
+        self._idle: list[_Connection] = []
+        self._max_idle = max_idle
+
+    async def request(self, method: str, path: str, body: bytes = b"") -> Answer:
+        """One request; a stale idle connection is replaced once, transparently."""
+        reused = bool(self._idle)
+        connection = self._idle.pop() if reused else await self._open()
+        try:
+            return await self._exchange(connection, method, path, body)
+        except _Stale:
+            if not reused:
+                raise Broken("the instance closed the connection without answering") from None
+            # An idle keep-alive connection the instance had closed: the request was not
+            # read by anyone, so it is sent again on a fresh connection.
+            return await self._exchange(await self._open(), method, path, body)
+
+    async def _open(self) -> _Connection:
+        try:
+            return await asyncio.open_unix_connection(self.socket_path)
+        except OSError as exc:
+            raise NotReached(f"{type(exc).__name__}: {exc}") from exc
+
+    async def _exchange(
+        self, connection: _Connection, method: str, path: str, body: bytes
+    ) -> Answer:
+        reader, writer = connection
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: instance\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\n\r\n"
+        ).encode()
+        keep = False
+        try:
+            writer.write(head + body if body else head)
+            status_line = await reader.readline()
+            if not status_line:
+                raise _Stale
+            status = int(status_line.split(b" ", 2)[1])
+            length, content_type, keep = 0, "application/json", True
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b"\n"):
+                    break
+                if not line:
+                    raise Broken("the instance closed the connection in the headers")
+                name, _, value = line.partition(b":")
+                key = name.strip().lower()
+                if key == b"content-length":
+                    length = int(value.strip())
+                elif key == b"content-type":
+                    content_type = value.strip().decode("latin-1")
+                elif key == b"connection" and value.strip().lower() == b"close":
+                    keep = False
+            payload = await reader.readexactly(length) if length else b""
+        except _Stale:
+            self._close(writer)
+            raise
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError) as exc:
+            self._close(writer)
+            raise Broken(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            # Cancelled (a client timeout) mid-exchange: the connection's state is unknown.
+            self._close(writer)
+            raise
+        if keep and len(self._idle) < self._max_idle:
+            self._idle.append(connection)
+        else:
+            self._close(writer)
+        return Answer(status, content_type, payload)
+
+    @staticmethod
+    def _close(writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            writer.close()
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for _, writer in idle:
+            self._close(writer)
+
+
+class _Stale(Exception):
+    """No byte came back on a connection: closed before our request was read."""
