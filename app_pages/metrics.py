@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from datetime import UTC, datetime, timedelta
 
 import streamlit as st
@@ -19,6 +18,7 @@ from rollout.metrics import (
     EndpointMetrics,
     MetricsClient,
     Window,
+    default_granularity,
     endpoint_metrics,
     granularity_choices,
     iso_duration,
@@ -42,13 +42,13 @@ _MIRROR_KEY = "metrics_mirror_dimension"
 _CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 
 
-@st.cache_data(ttl=10, show_spinner=False)
+@st.cache_data(ttl=5, show_spinner=False)
 def _endpoints(_ws: Workspace, ws_key: str) -> list[EndpointView]:
     return list_endpoints(_ws)
 
 
 @st.cache_resource(show_spinner=False)
-def _client(_ws: Workspace, ws_key: str) -> MetricsClient:
+def _client(_ws: Workspace, ws_key: str, metrics_url: str | None) -> MetricsClient:
     return metrics_client(_ws)
 
 
@@ -65,7 +65,7 @@ def _metrics(
     window = Window.last(timedelta(seconds=span_s), timedelta(seconds=grain_s))
     return endpoint_metrics(
         _ws,
-        _client(_ws, ws_key),
+        _client(_ws, ws_key, _ws.metrics_url),
         endpoint,
         deployments,
         window,
@@ -79,9 +79,11 @@ def _controls(ws: Workspace) -> tuple[int, int]:
         "Time range", list(SPANS), index=0, format_func=SPANS.get, key="metrics_span"
     )
     grains = granularity_choices(timedelta(seconds=span), sub_minute=ws.kind == "emulator")
+    default = default_granularity(timedelta(seconds=span), grains)
     grain = grain_col.selectbox(
         "Granularity",
         [int(g.total_seconds()) for g in grains],
+        index=grains.index(default),
         format_func=lambda s: iso_duration(timedelta(seconds=s)),
         key=f"metrics_grain_{span}",
         help="The bucket size. Azure Monitor's finest for endpoints is PT1M; the emulator "
@@ -98,7 +100,7 @@ def _controls(ws: Workspace) -> tuple[int, int]:
     return int(span), int(grain)
 
 
-def _mirror_words(ws: Workspace, endpoint: EndpointView, data: EndpointMetrics) -> str:
+def _mirror_words(endpoint: EndpointView, data: EndpointMetrics) -> str:
     targets = ", ".join(f"{name} ({share}%)" for name, share in endpoint.mirror.items())
     now = f"Mirroring now: {targets}." if targets else "No deployment is mirrored now."
     if data.mirror_dimension:
@@ -142,7 +144,7 @@ def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> Non
         st.error(f"The metrics could not be read: {exc}", icon=":material/error:")
         return
     st.session_state.setdefault(_MIRROR_KEY, {})[ws.key] = data.mirror_dimension
-    st.markdown(_mirror_words(ws, endpoint, data))
+    st.markdown(_mirror_words(endpoint, data))
     for problem in data.problems.values():
         st.error(problem, icon=":material/error:")
     markers = _markers(ws, endpoint.name, data)
@@ -177,12 +179,14 @@ def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> Non
     refresh = st.session_state.get(_REFRESH_KEY)
     every = f"refreshing {REFRESH[refresh]}" if refresh else "live refresh paused"
     st.caption(
-        f"Read at {time.strftime('%H:%M:%S')} · last {SPANS[span]} at "
+        f"Read at {data.window.end.astimezone().strftime('%H:%M:%S')} · last {SPANS[span]} at "
         f"{data.window.interval} · {every} · dotted lines: changes made from this dashboard."
     )
 
 
 st.title("Metrics")
+# Not components.selection.endpoint_in_focus(): its endpoint list is read afresh on every
+# run, and this page reruns often; the cached list keeps a run with cached data fast.
 ws = current_workspace()
 if ws is None:
     st.stop()

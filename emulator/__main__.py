@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
             type=float,
             help="scoring request body limit in MiB (default 100; kept in the state directory)",
         )
+        sub.add_argument(
+            "--retention-days",
+            type=float,
+            help="days of metrics the request log keeps (default 7; kept in the state directory)",
+        )
     sub = add("status", "print the connection facts; exit 1 when not running")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("apply", "create or update an endpoint or deployment from az ml YAML")
@@ -72,13 +77,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "serve":
         try:
-            server.serve(state_dir, args.port, max_body_mb=args.max_body_mb)
+            server.serve(
+                state_dir,
+                args.port,
+                max_body_mb=args.max_body_mb,
+                retention_days=args.retention_days,
+            )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command == "start":
-        return _start(state_dir, args.port, args.max_body_mb)
+        return _start(state_dir, args.port, args.max_body_mb, args.retention_days)
     if args.command == "status":
         try:
             facts = server.status(state_dir)
@@ -107,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _start(state_dir: Path, port: int, max_body_mb: float | None) -> int:
+def _start(
+    state_dir: Path, port: int, max_body_mb: float | None, retention_days: float | None
+) -> int:
     try:
         facts = server.status(state_dir, timeout=2.0)
         print(f"emulator already running (pid {facts.pid}) at {facts.arm_url}")
@@ -120,6 +132,8 @@ def _start(state_dir: Path, port: int, max_body_mb: float | None) -> int:
     command += ["--port", str(port)]
     if max_body_mb is not None:
         command += ["--max-body-mb", str(max_body_mb)]
+    if retention_days is not None:
+        command += ["--retention-days", str(retention_days)]
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             command,

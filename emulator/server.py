@@ -27,8 +27,9 @@ from typing import Any, TextIO
 import httpx
 import uvicorn
 from starlette.applications import Starlette
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from emulator import arm, scoring
+from emulator import arm, monitor, scoring
 from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
 from emulator.store import Store
 from emulator.tls import ensure_tls
@@ -113,7 +114,13 @@ def _bind(port: int, previous: int | None) -> socket.socket:
     raise OSError(f"cannot listen on 127.0.0.1:{port}: {error}")
 
 
-def serve(state_dir: Path, port: int = 0, *, max_body_mb: float | None = None) -> None:
+def serve(
+    state_dir: Path,
+    port: int = 0,
+    *,
+    max_body_mb: float | None = None,
+    retention_days: float | None = None,
+) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
     state_dir.mkdir(parents=True, exist_ok=True)
     with _lock(state_dir):
@@ -138,6 +145,9 @@ def serve(state_dir: Path, port: int = 0, *, max_body_mb: float | None = None) -
         if max_body_mb is not None:
             emulator.max_body_bytes = int(max_body_mb * 2**20)
             emulator.store.set_meta("max_body_bytes", str(emulator.max_body_bytes))
+        if retention_days is not None:
+            emulator.requests.retention_days = retention_days
+            emulator.store.set_meta("retention_days", str(retention_days))
 
         # Written before serving: /health answers only once startup is done, so status
         # never reports this pid before the emulator is ready.
@@ -161,11 +171,14 @@ def serve(state_dir: Path, port: int = 0, *, max_body_mb: float | None = None) -
             finally:
                 await emulator.stop()
 
-        app = Starlette(routes=[*arm.routes, *scoring.routes], lifespan=lifespan)
+        app = Starlette(routes=[*arm.routes, *scoring.routes, *monitor.routes], lifespan=lifespan)
         app.state.emulator = emulator
         app.state.arm_token = token
+        # Connections are counted per endpoint for the ConnectionsActive metrics.
+        connections = emulator.sampler.connections
         config = uvicorn.Config(
-            app,
+            connections.middleware(app),
+            http=connections.protocol(AutoHTTPProtocol),
             ssl_certfile=str(tls.server_cert),
             ssl_keyfile=str(tls.server_key),
             log_level="warning",

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, Probe, tail_file
+from emulator.monitor import Sampler
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
 from emulator.store import Doc, Store
@@ -141,7 +142,9 @@ class Emulator:
         self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.background: set[asyncio.Task[None]] = set()
-        self.requests = RequestLog(state_dir / "requests.db")
+        retention_days = float(self._meta_default("retention_days", lambda: "7"))
+        self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
+        self.sampler = Sampler(self)
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
@@ -188,6 +191,7 @@ class Emulator:
     async def start(self) -> None:
         """Bring back every endpoint and deployment from the store and finish interrupted work."""
         self.requests.start()
+        self.sampler.start()
         for doc in self.store.list_endpoints():
             props = doc["properties"]
             if props["provisioningState"] == "Deleting":
@@ -213,6 +217,7 @@ class Emulator:
         await asyncio.gather(*(d.pool.stop() for d in self.deployments.values()))
         self.deployments.clear()
         await asyncio.gather(*self.background, return_exceptions=True)
+        await self.sampler.stop()
         await self.requests.stop()
         self.store.close()
 
