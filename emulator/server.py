@@ -177,7 +177,7 @@ def serve(
         # Connections are counted per endpoint for the ConnectionsActive metrics.
         connections = emulator.sampler.connections
         config = uvicorn.Config(
-            connections.middleware(app),
+            connections.middleware(scoring.data_plane(app, emulator)),
             http=connections.protocol(AutoHTTPProtocol),
             ssl_certfile=str(tls.server_cert),
             ssl_keyfile=str(tls.server_key),
