@@ -45,6 +45,8 @@ class Upstream:
 
     async def request(self, method: str, path: str, body: bytes = b"") -> Answer:
         """One request; a stale idle connection is replaced once, transparently."""
+        while self._idle and self._idle[-1][0].at_eof():
+            self._close(self._idle.pop()[1])  # closed by the instance while idle
         reused = bool(self._idle)
         connection = self._idle.pop() if reused else await self._open()
         try:
