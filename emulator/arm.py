@@ -8,7 +8,6 @@ the state directory; anything else is 401. Any `api-version` is accepted.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.service import LOCATION, PROVIDER, ApiError, Emulator
 
 log = logging.getLogger(__name__)
@@ -39,16 +39,8 @@ def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         emulator: Emulator = request.app.state.emulator
         try:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), request.app.state.arm_token.encode()
-            ):
-                raise ApiError(
-                    401,
-                    "AuthenticationFailed",
-                    "Authentication failed: the Authorization header must be 'Bearer <token>' "
-                    "with the token from `python -m emulator status --json`.",
-                )
+            if not has_arm_token(request):
+                raise ApiError(401, "AuthenticationFailed", UNAUTHORIZED)
             params = request.path_params
             if "rg" in params:
                 emulator.check_scope(params["sub"], params["rg"], params["ws"])

@@ -55,7 +55,6 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
-import hmac
 import json
 import logging
 import math
@@ -73,6 +72,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.instances import Instance
 from emulator.requestlog import (
     DROPPED,
@@ -932,16 +932,8 @@ def answer(
 
 
 def _authorize(request: Request) -> None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        token.strip().encode(), request.app.state.arm_token.encode()
-    ):
-        raise MetricsError(
-            401,
-            "AuthenticationFailed",
-            "Authentication failed: the Authorization header must be 'Bearer <token>' with the "
-            "token from `python -m emulator status --json`.",
-        )
+    if not has_arm_token(request):
+        raise MetricsError(401, "AuthenticationFailed", UNAUTHORIZED)
 
 
 async def _resource_ids(request: Request) -> list[str]:
