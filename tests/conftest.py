@@ -14,8 +14,10 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from emulator import server
 from rollout.workspace import EmulatorFacts, Workspace, connect_emulator
@@ -75,6 +77,34 @@ class RunningEmulator:
     def workspace(self) -> Workspace:
         assert self.facts is not None, "start() the emulator first"
         return connect_emulator(facts=self.facts)
+
+
+def example_yaml(example: str, folder: Path, **changes: Any) -> Path:
+    """A copy of examples/{example}.yml with `changes`, and absolute model, code and conda paths."""
+    data = yaml.safe_load((EXAMPLES / f"{example}.yml").read_text())
+    data.update(changes)
+    if isinstance(data.get("model"), dict) and "path" in data["model"]:
+        data["model"]["path"] = str(EXAMPLES / data["model"]["path"])
+    if "code_configuration" in data:
+        data["code_configuration"]["code"] = str(EXAMPLES / data["code_configuration"]["code"])
+    if isinstance(data.get("environment"), dict) and "conda_file" in data["environment"]:
+        data["environment"]["conda_file"] = str(EXAMPLES / data["environment"]["conda_file"])
+    path = folder / f"{data['name']}.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def seed_tutorial_endpoint(emulator: RunningEmulator, endpoint: str, folder: Path) -> None:
+    """`endpoint` as the tutorial has it before the rollout: blue (model-1) with all live
+    traffic and green (model-2) at 0%; left as it is when it already exists."""
+    from emulator.apply import apply_file
+
+    state = emulator.state_dir
+    apply_file(state, example_yaml("endpoint", folder, name=endpoint), if_missing=True)
+    blue = example_yaml("blue-deployment", folder, endpoint_name=endpoint)
+    apply_file(state, blue, all_traffic=True, if_missing=True)
+    green = example_yaml("green-deployment", folder, endpoint_name=endpoint)
+    apply_file(state, green, if_missing=True)
 
 
 @pytest.fixture(scope="session", autouse=True)

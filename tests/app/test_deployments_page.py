@@ -6,35 +6,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from streamlit.testing.v1 import AppTest
 
 from rollout import history
 from rollout.endpoints import get_endpoint, scoring_credential
 from rollout.invoke import invoke, parse_request
 from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator
+from tests.conftest import REPO, RunningEmulator, example_yaml, seed_tutorial_endpoint
 
 pytestmark = pytest.mark.emulator
 
 ENDPOINT = "deploypage-ep"
 SLOW_RUN = 300  # seconds: scaling starts instance processes, on a busy 2-core machine
-
-
-def _copy_yaml(source: Path, target_dir: Path, **changes: Any) -> Path:
-    """A copy of an example YAML with other names and absolute model/code/conda paths."""
-    data = yaml.safe_load(source.read_text())
-    data.update(changes)
-    base = source.parent
-    if isinstance(data.get("model"), dict) and "path" in data["model"]:
-        data["model"]["path"] = str(base / data["model"]["path"])
-    if "code_configuration" in data:
-        data["code_configuration"]["code"] = str(base / data["code_configuration"]["code"])
-    if isinstance(data.get("environment"), dict) and "conda_file" in data["environment"]:
-        data["environment"]["conda_file"] = str(base / data["environment"]["conda_file"])
-    path = target_dir / f"{data['name']}.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +30,15 @@ def _apply_deployment(
 ) -> None:
     from emulator.apply import apply_file
 
-    path = _copy_yaml(
-        examples / f"{like}-deployment.yml", folder, name=name, endpoint_name=ENDPOINT
-    )
+    path = example_yaml(f"{like}-deployment", folder, name=name, endpoint_name=ENDPOINT)
     apply_file(emulator.state_dir, path, **kw)
 
 
 @pytest.fixture(scope="module")
 def seeded(emulator: RunningEmulator, examples: Path, yaml_dir: Path) -> RunningEmulator:
     """Endpoint `deploypage-ep`: blue (model-1) with all live traffic, green (model-2) at 0%."""
-    from emulator.apply import apply_file
 
-    apply_file(emulator.state_dir, _copy_yaml(examples / "endpoint.yml", yaml_dir, name=ENDPOINT))
-    _apply_deployment(emulator, examples, yaml_dir, "blue", like="blue", all_traffic=True)
-    _apply_deployment(emulator, examples, yaml_dir, "green", like="green", if_missing=True)
+    seed_tutorial_endpoint(emulator, ENDPOINT, yaml_dir)
     return emulator
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import streamlit as st
-import yaml
 from streamlit.testing.v1 import AppTest
 
 from components.traffic_generator import Plan, Progress, TrafficRun, summary
@@ -25,7 +24,7 @@ from rollout import history
 from rollout.endpoints import begin_set_traffic, get_endpoint, scoring_credential
 from rollout.invoke import burst
 from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator
+from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
 
 pytestmark = pytest.mark.emulator
 
@@ -33,33 +32,11 @@ ENDPOINT = "metrics-ep"
 SAMPLE = (REPO / "examples" / "sample-request.json").read_bytes()
 
 
-def _deployment_yaml(examples: Path, folder: Path, name: str, model: str) -> Path:
-    data = yaml.safe_load((examples / f"{name}-deployment.yml").read_text())
-    data["endpoint_name"] = ENDPOINT
-    data["model"]["path"] = str(examples / model / "model")
-    data["code_configuration"]["code"] = str(examples / model / "onlinescoring")
-    data["environment"]["conda_file"] = str(examples / "environment" / "conda.yaml")
-    target = folder / f"{name}.yml"
-    target.write_text(yaml.safe_dump(data))
-    return target
-
-
 @pytest.fixture(scope="module")
 def metrics_ep(
     emulator: RunningEmulator, examples: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> RunningEmulator:
-    from emulator.apply import apply_file
-
-    folder = tmp_path_factory.mktemp("metrics-ep")
-    data = yaml.safe_load((examples / "endpoint.yml").read_text())
-    data["name"] = ENDPOINT
-    endpoint = folder / "endpoint.yml"
-    endpoint.write_text(yaml.safe_dump(data))
-    apply_file(emulator.state_dir, endpoint, if_missing=True)
-    blue = _deployment_yaml(examples, folder, "blue", "model-1")
-    green = _deployment_yaml(examples, folder, "green", "model-2")
-    apply_file(emulator.state_dir, blue, all_traffic=True, if_missing=True)
-    apply_file(emulator.state_dir, green, if_missing=True)
+    seed_tutorial_endpoint(emulator, ENDPOINT, tmp_path_factory.mktemp("metrics-ep"))
     return emulator
 
 

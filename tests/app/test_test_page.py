@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from streamlit.testing.v1 import AppTest
 
 from rollout.endpoints import begin_set_traffic, get_logs
 from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator
+from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
 
 pytestmark = pytest.mark.emulator
 
@@ -21,36 +19,12 @@ BLUE_ANSWER = [10980.66, 4459.33]
 GREEN_ANSWER = [4952.82, 3830.04]
 
 
-def _copy_yaml(source: Path, target_dir: Path, **changes: Any) -> Path:
-    """A copy of an example YAML with other names and absolute model/code/conda paths."""
-    data = yaml.safe_load(source.read_text())
-    data.update(changes)
-    base = source.parent
-    if isinstance(data.get("model"), dict) and "path" in data["model"]:
-        data["model"]["path"] = str(base / data["model"]["path"])
-    if "code_configuration" in data:
-        data["code_configuration"]["code"] = str(base / data["code_configuration"]["code"])
-    if isinstance(data.get("environment"), dict) and "conda_file" in data["environment"]:
-        data["environment"]["conda_file"] = str(base / data["environment"]["conda_file"])
-    path = target_dir / f"{data['name']}.yml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
 @pytest.fixture(scope="module")
 def seeded(
     emulator: RunningEmulator, examples: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> RunningEmulator:
     """Endpoint `testpage-ep`: blue (model-1) with all live traffic, green (model-2) at 0%."""
-    from emulator.apply import apply_file
-
-    folder = tmp_path_factory.mktemp("testpage-yaml")
-    apply_file(emulator.state_dir, _copy_yaml(examples / "endpoint.yml", folder, name=ENDPOINT))
-    for name, all_traffic in (("blue", True), ("green", False)):
-        path = _copy_yaml(
-            examples / f"{name}-deployment.yml", folder, name=name, endpoint_name=ENDPOINT
-        )
-        apply_file(emulator.state_dir, path, all_traffic=all_traffic, if_missing=True)
+    seed_tutorial_endpoint(emulator, ENDPOINT, tmp_path_factory.mktemp("testpage-yaml"))
     return emulator
 
 

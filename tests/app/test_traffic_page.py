@@ -10,53 +10,24 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 from streamlit.testing.v1 import AppTest
 
 from components.traffic_editor import EditorKeys, TrafficState, apply_change
 from rollout import history
 from rollout.endpoints import begin_set_traffic
 from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator
+from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
 
 pytestmark = pytest.mark.emulator
 
 ENDPOINT = "traffic-ep"
 
 
-def _write_yaml(source: Path, target: Path, **changes: object) -> Path:
-    data = yaml.safe_load(source.read_text())
-    data.update(changes)
-    target.write_text(yaml.safe_dump(data))
-    return target
-
-
-def _deployment_yaml(examples: Path, folder: Path, name: str, model: str) -> Path:
-    """A copy of the example deployment for `model`, on ENDPOINT, with absolute paths."""
-    source = examples / f"{name}-deployment.yml"
-    data = yaml.safe_load(source.read_text())
-    data["endpoint_name"] = ENDPOINT
-    data["model"]["path"] = str(examples / model / "model")
-    data["code_configuration"]["code"] = str(examples / model / "onlinescoring")
-    data["environment"]["conda_file"] = str(examples / "environment" / "conda.yaml")
-    target = folder / f"{name}.yml"
-    target.write_text(yaml.safe_dump(data))
-    return target
-
-
 @pytest.fixture(scope="module")
 def traffic_ep(
     emulator: RunningEmulator, examples: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> RunningEmulator:
-    from emulator.apply import apply_file
-
-    folder = tmp_path_factory.mktemp("traffic-ep")
-    endpoint = _write_yaml(examples / "endpoint.yml", folder / "endpoint.yml", name=ENDPOINT)
-    apply_file(emulator.state_dir, endpoint, if_missing=True)
-    blue = _deployment_yaml(examples, folder, "blue", "model-1")
-    green = _deployment_yaml(examples, folder, "green", "model-2")
-    apply_file(emulator.state_dir, blue, all_traffic=True, if_missing=True)
-    apply_file(emulator.state_dir, green, if_missing=True)
+    seed_tutorial_endpoint(emulator, ENDPOINT, tmp_path_factory.mktemp("traffic-ep"))
     return emulator
 
 
