@@ -6,12 +6,12 @@ import streamlit as st
 
 from components.deployment_actions import (
     delete_control,
-    deployments_table,
     logs_panel,
     open_pending_dialog,
     scale_control,
     show_flash,
 )
+from components.endpoint_views import deployments_table
 from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
 

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from components import charts
-from components.selection import select_endpoint
+from components.selection import endpoint_in_focus
 from components.traffic_generator import traffic_generator
-from components.workspace import current_workspace
 from rollout import history
 from rollout.endpoints import EndpointView, list_endpoints
 from rollout.errors import RolloutError
@@ -185,19 +184,8 @@ def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> Non
 
 
 st.title("Metrics")
-# Not components.selection.endpoint_in_focus(): its endpoint list is read afresh on every
-# run, and this page reruns often; the cached list keeps a run with cached data fast.
-ws = current_workspace()
-if ws is None:
-    st.stop()
-try:
-    endpoints = _endpoints(ws, ws.key)
-except RolloutError as exc:
-    st.error(str(exc))
-    st.stop()
-endpoint = select_endpoint(endpoints)
-if endpoint is None:
-    st.stop()
+# This page reruns often: a cached endpoint list keeps a run with cached data fast.
+ws, _, endpoint = endpoint_in_focus(lambda ws: _endpoints(ws, ws.key))
 span, grain = _controls(ws)
 with st.expander("Generate traffic", icon=":material/bolt:"):
     traffic_generator(ws, endpoint)

@@ -116,27 +116,6 @@ def _clear_pending() -> None:
     st.session_state.pop(_PENDING, None)
 
 
-# --- the list -------------------------------------------------------------------------------
-
-
-def deployments_table(endpoint: EndpointView) -> None:
-    rows = [
-        {
-            "deployment": d.name,
-            "state": d.state,
-            "model": d.model,
-            "instance type": d.instance_type,
-            "instances": d.instance_count,
-            "live %": d.live,
-            "mirror %": d.mirror,
-            "timeout ms": d.request_timeout_ms,
-            "concurrent / instance": d.max_concurrent_requests,
-        }
-        for d in endpoint.deployments
-    ]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-
-
 def _explain(blocker: str | None, read_only: str | None, verb: str) -> None:
     """Why a control is disabled; read-only mode is explained once, at the top of the page."""
     if blocker is None:

@@ -9,12 +9,6 @@ from components.split import split_figure
 from rollout.endpoints import EndpointView
 from rollout.views import deployment_rows, endpoint_facts, state_badge, state_color
 
-# Shorter headers, so that the last column fits a bordered card at a 1280-pixel-wide window
-# instead of being cut off (its values hidden behind a horizontal scroll).
-_SHORT_HEADERS = {
-    "request timeout": st.column_config.Column("timeout"),
-    "max concurrent / instance": st.column_config.Column("concurrent / instance"),
-}
 _CELL = {"green": "", "red": "background-color: #fde2e1", "orange": "background-color: #fff4ce"}
 
 
@@ -47,5 +41,5 @@ def deployments_table(endpoint: EndpointView) -> None:
         return
     frame = pd.DataFrame(rows)
     styled = frame.style.map(lambda v: _CELL[state_color(str(v))], subset=["state"])
-    st.dataframe(styled, hide_index=True, width="stretch", column_config=_SHORT_HEADERS)
+    st.dataframe(styled, hide_index=True, width="stretch")
     st.caption(f"{len(rows)} deployment(s)")

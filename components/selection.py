@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import streamlit as st
 
 from components.workspace import current_workspace
@@ -32,16 +34,19 @@ def selected_name() -> str | None:
     return str(value) if value else None
 
 
-def endpoint_in_focus() -> tuple[Workspace, list[EndpointView], EndpointView]:
+def endpoint_in_focus(
+    load: Callable[[Workspace], list[EndpointView]] = list_endpoints,
+) -> tuple[Workspace, list[EndpointView], EndpointView]:
     """The workspace, its endpoints and the selected one; stops the page, saying why, if none.
 
-    Every page that works on one endpoint starts here.
+    Every page that works on one endpoint starts here. `load` lists the endpoints (a page
+    that reruns often passes a cached one).
     """
     ws = current_workspace()
     if ws is None:
         st.stop()
     try:
-        endpoints = list_endpoints(ws)
+        endpoints = load(ws)
     except RolloutError as exc:
         st.error(str(exc))
         st.stop()

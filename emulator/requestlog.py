@@ -39,11 +39,14 @@ import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+
+from emulator.store import transaction
 
 log = logging.getLogger(__name__)
 
@@ -485,15 +488,8 @@ class RequestLog:
     def _load_state(self) -> dict[str, float]:
         return dict(self._db.execute("SELECT name, value FROM rollup_state").fetchall())
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[None]:
+        return transaction(self._db)
 
     def _set_state(self, name: str, value: float) -> None:
         self._db.execute(

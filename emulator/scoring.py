@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.instances import DeploymentPool, Instance
 from emulator.requestlog import DROPPED
-from emulator.service import DeploymentRuntime, Emulator
+from emulator.service import DeploymentRuntime, Emulator, EndpointRoute
 from emulator.upstream import Answer, Broken, NotReached
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def score(emulator: Emulator, request: Request, endpoint: str) -> Response
     if route is None:
         return _error(404, f"Endpoint '{endpoint}' not found.")
     requested = request.headers.get(DEPLOYMENT_HEADER, "").strip()
-    response, body = await _serve(emulator, request, route.name, requested)
+    response, body = await _serve(emulator, request, route, requested)
     emulator.requests.record(
         route.name,
         response.headers.get(DEPLOYMENT_HEADER, ""),
@@ -109,9 +109,9 @@ async def score(emulator: Emulator, request: Request, endpoint: str) -> Response
 
 
 async def _serve(
-    emulator: Emulator, request: Request, endpoint: str, requested: str
+    emulator: Emulator, request: Request, route: EndpointRoute, requested: str
 ) -> tuple[Response, bytes]:
-    route = emulator.routes[endpoint.lower()]
+    endpoint = route.name
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return _error(401, f"Endpoint '{endpoint}' requires an Authorization: Bearer header."), b""
@@ -285,17 +285,21 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
     if runtime is None:
         return
     started = time.perf_counter()
-    if not runtime.pool.admit():
+
+    def record(status: int, model_status: int | None, size: int) -> None:
         emulator.requests.record(
             endpoint,
             runtime.name,
             mirrored=True,
-            status=DROPPED,
-            model_status=None,
+            status=status,
+            model_status=model_status,
             started=started,
             bytes_in=len(body),
-            bytes_out=0,
+            bytes_out=size,
         )
+
+    if not runtime.pool.admit():
+        record(DROPPED, None, 0)
         return
 
     async def send() -> None:
@@ -309,16 +313,7 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
             )
         except Exception:
             log.exception("mirror request to %s failed", runtime.name)
-        emulator.requests.record(
-            endpoint,
-            runtime.name,
-            mirrored=True,
-            status=status,
-            model_status=model_status,
-            started=started,
-            bytes_in=len(body),
-            bytes_out=size,
-        )
+        record(status, model_status, size)
 
     task = asyncio.create_task(send())
     emulator.background.add(task)

@@ -47,6 +47,18 @@ CREATE TABLE IF NOT EXISTS operations (
 """
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """An explicit transaction on an autocommit (isolation_level=None) connection."""
+    db.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 class Store:
     """Synchronous access to the state database; used from the server's event loop only."""
 
@@ -60,16 +72,6 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     # meta
 

@@ -534,23 +534,16 @@ def instance_metrics(
     `resource_ids` maps deployment names to their resource ids; one call for all (the
     batch API takes up to 50 resources).
     """
-    if not resource_ids:
-        return pd.DataFrame(columns=INSTANCE_COLUMNS)
-    with metric_errors("reading instance CPU and memory", timeout=timeout):
-        results = _query(
-            client,
-            resource_ids=list(resource_ids.values()),
-            namespace=DEPLOYMENT_NAMESPACE,
-            metric_names=[CPU, MEMORY],
-            window=window,
-            aggregations=["Average"],
-            dimensions=["instanceId"],
-            timeout=timeout,
-        )
-    frame = results_frame(results, aggregation="average", dimensions={"instanceId": "instance"})
-    frame["deployment"] = _known_names(frame["deployment"], resource_ids)
-    frame["instance"] = frame["instance"].fillna("(all)").astype(str)
-    return frame[INSTANCE_COLUMNS].reset_index(drop=True)
+    return _deployment_scope(
+        client,
+        resource_ids,
+        window,
+        [CPU, MEMORY],
+        ("instanceId", "instance"),
+        INSTANCE_COLUMNS,
+        what="reading instance CPU and memory",
+        timeout=timeout,
+    )
 
 
 def deployment_capacity(
@@ -561,23 +554,48 @@ def deployment_capacity(
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
     """DeploymentCapacity (instances, average per bucket) per deployment and State."""
+    return _deployment_scope(
+        client,
+        resource_ids,
+        window,
+        [CAPACITY],
+        ("State", "state"),
+        CAPACITY_COLUMNS,
+        what="reading deployment capacity",
+        timeout=timeout,
+    )
+
+
+def _deployment_scope(
+    client: MetricsClient,
+    resource_ids: Mapping[str, str],
+    window: Window,
+    metric_names: list[str],
+    dimension: tuple[str, str],
+    columns: Sequence[str],
+    *,
+    what: str,
+    timeout: float,
+) -> Any:
+    """Deployment-scope metrics (averages) split by one dimension, in `columns`."""
     if not resource_ids:
-        return pd.DataFrame(columns=CAPACITY_COLUMNS)
-    with metric_errors("reading deployment capacity", timeout=timeout):
+        return pd.DataFrame(columns=list(columns))
+    name, column = dimension
+    with metric_errors(what, timeout=timeout):
         results = _query(
             client,
             resource_ids=list(resource_ids.values()),
             namespace=DEPLOYMENT_NAMESPACE,
-            metric_names=[CAPACITY],
+            metric_names=metric_names,
             window=window,
             aggregations=["Average"],
-            dimensions=["State"],
+            dimensions=[name],
             timeout=timeout,
         )
-    frame = results_frame(results, aggregation="average", dimensions={"State": "state"})
+    frame = results_frame(results, aggregation="average", dimensions={name: column})
     frame["deployment"] = _known_names(frame["deployment"], resource_ids)
-    frame["state"] = frame["state"].fillna("(all)").astype(str)
-    return frame[CAPACITY_COLUMNS].reset_index(drop=True)
+    frame[column] = frame[column].fillna("(all)").astype(str)
+    return frame[list(columns)].reset_index(drop=True)
 
 
 def _known_names(deployments: Any, resource_ids: Mapping[str, str]) -> Any:

@@ -37,22 +37,18 @@ def endpoint_facts(endpoint: EndpointView) -> dict[str, str]:
 
 
 def deployment_rows(endpoint: EndpointView) -> list[dict[str, Any]]:
-    """One row per deployment, in the columns the Endpoints page shows."""
-    rows = []
-    for d in endpoint.deployments:
-        timeout = f"{d.request_timeout_ms} ms" if d.request_timeout_ms else "-"
-        concurrency = d.max_concurrent_requests if d.max_concurrent_requests else "-"
-        rows.append(
-            {
-                "deployment": d.name,
-                "state": d.state,
-                "model": d.model,
-                "instance type": d.instance_type,
-                "instances": d.instance_count,
-                "live %": d.live,
-                "mirror %": d.mirror,
-                "request timeout": timeout,
-                "max concurrent / instance": concurrency,
-            }
-        )
-    return rows
+    """One row per deployment, in the columns the Endpoints and Deployments pages show."""
+    return [
+        {
+            "deployment": d.name,
+            "state": d.state,
+            "model": d.model,
+            "instance type": d.instance_type,
+            "instances": d.instance_count,
+            "live %": d.live,
+            "mirror %": d.mirror,
+            "timeout ms": d.request_timeout_ms,
+            "concurrent / instance": d.max_concurrent_requests,
+        }
+        for d in endpoint.deployments
+    ]

@@ -54,7 +54,7 @@ def test_deployment_rows_carry_traffic_model_and_request_settings() -> None:
     assert rows[0]["live %"] == 90 and rows[1]["live %"] == 10
     assert rows[1]["state"] == "Failed"
     assert rows[0]["model"] == "model-1:1"
-    assert rows[0]["request timeout"] == "5000 ms"
+    assert rows[0]["timeout ms"] == 5000
     assert rows[0]["instances"] == 2
 
 
