@@ -345,13 +345,21 @@ class Metrics:
         return result
 
     def totals(
-        self, metric: str, dims: list[str], aggregation: str = "total", **kwargs: Any
+        self,
+        metric: str,
+        dims: list[str],
+        aggregation: str = "total",
+        *,
+        over_buckets: Callable[[list[float]], float] = sum,
+        **kwargs: Any,
     ) -> dict[tuple[str, ...], float]:
+        """Each series' `aggregation`, combined over the window's buckets (summed, or e.g.
+        `max` for a gauge's peak: a window may span two buckets)."""
         result = self.query([metric], aggregations=[aggregation], **kwargs)
         out: dict[tuple[str, ...], float] = {}
         for series in result.metrics[metric].timeseries:
             key = tuple(series.metadata_values[d.lower()] for d in dims)
-            out[key] = sum(getattr(p, aggregation) or 0 for p in series.data)
+            out[key] = over_buckets([getattr(p, aggregation) or 0 for p in series.data])
         return out
 
     def recorded(self) -> list[tuple[Any, ...]]:
@@ -646,6 +654,7 @@ def test_cpu_memory_and_capacity_of_a_deployments_instances(metrics: Metrics) ->
         "DeploymentCapacity",
         ["State"],
         "maximum",
+        over_buckets=max,
         resource=blue,
         namespace=DEPLOYMENT_NS,
         filter="State eq '*'",
