@@ -27,8 +27,8 @@ from azure.ai.ml.entities import (
     OnlineDeployment,
 )
 
+from emulator.assets import content_digest
 from emulator.server import Status, status
-from emulator.service import content_digest
 
 
 class ApplyError(Exception):

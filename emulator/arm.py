@@ -8,7 +8,6 @@ the state directory; anything else is 401. Any `api-version` is accepted.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,8 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from emulator import bodies
 from emulator.auth import UNAUTHORIZED, has_arm_token
-from emulator.service import LOCATION, PROVIDER, ApiError, Emulator
+from emulator.errors import ApiError
+from emulator.service import LOCATION, PROVIDER, Emulator
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +55,18 @@ def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def _json(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if not raw:
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise ApiError(400, "BadRequest", f"The request body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "BadRequest", "The request body must be a JSON object.")
-    return body
+    """The body as a JSON object, read no further than the control plane's size limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > bodies.MAX_BODY_BYTES:
+        raise bodies.too_large(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > bodies.MAX_BODY_BYTES:
+            raise bodies.too_large(size)
+        chunks.append(chunk)
+    return bodies.parse_json(b"".join(chunks))
 
 
 def _lro_headers(request: Request, emulator: Emulator, op_id: str) -> dict[str, str]:
@@ -211,7 +214,8 @@ def _asset_routes(kind: str) -> list[Route]:
     async def version(request: Request, emulator: Emulator) -> Response:
         p = request.path_params
         if request.method == "PUT":
-            doc = emulator.put_asset(kind, p["name"], p["version"], await _json(request))
+            body = await _json(request)
+            doc = await emulator.put_asset(kind, p["name"], p["version"], body)
             return JSONResponse(doc, status_code=201)
         return JSONResponse(emulator.get_asset(kind, p["name"], p["version"]))
 

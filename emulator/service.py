@@ -22,9 +22,11 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlparse
 
+from emulator import bodies
+from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles
+from emulator.bodies import parse_duration_ms
+from emulator.errors import ApiError
 from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, Probe, tail_file
 from emulator.monitor import Sampler
 from emulator.requestlog import RequestLog
@@ -51,29 +53,6 @@ _DEFAULT_PROBE = {
 }
 
 
-class ApiError(Exception):
-    """An error the REST API returns in Azure's shape."""
-
-    def __init__(
-        self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
-
-    @classmethod
-    def from_violations(cls, violations: list[Violation]) -> ApiError:
-        details = [
-            {"code": v.code, "message": v.message, "target": v.deployment} for v in violations
-        ]
-        return cls(400, "BadArgument", "; ".join(v.message for v in violations), details)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
-
-
 def _check(violations: list[Violation]) -> None:
     if violations:
         raise ApiError.from_violations(violations)
@@ -81,24 +60,6 @@ def _check(violations: list[Violation]) -> None:
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
-
-
-_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?"
-    r"(?:(?P<m>\d+(?:\.\d+)?)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
-)
-
-
-def parse_duration_ms(value: object, *, what: str) -> int:
-    """Milliseconds in an ISO-8601 duration such as 'PT5S' or 'PT0.5S'."""
-    match = _DURATION.match(str(value)) if isinstance(value, str) else None
-    if match is None or value in ("P", "PT"):
-        raise ApiError(400, "BadArgument", f"{what} must be an ISO-8601 duration, got {value!r}")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v}
-    seconds = (
-        parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600 + parts.get("m", 0) * 60
-    ) + parts.get("s", 0)
-    return round(seconds * 1000)
 
 
 @dataclass
@@ -146,6 +107,9 @@ class Emulator:
         self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
         self.sampler = Sampler(self)
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
+        max_asset = float(self._meta_default("max_asset_mb", lambda: str(DEFAULT_MAX_ASSET_MB)))
+        self.assets = AssetFiles(state_dir, max_bytes=int(max_asset * 2**20))
+        self._asset_lock = asyncio.Lock()
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
@@ -324,6 +288,7 @@ class Emulator:
     def put_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
         """Create or replace an endpoint; returns (resource, operation id, created)."""
         _check(rules.check_name("endpoint", name))
+        bodies.check_endpoint(name, body)
         props = body.get("properties") or {}
         existing = self.store.get_endpoint(name)
         auth_mode = str(props.get("authMode") or "Key")
@@ -403,6 +368,7 @@ class Emulator:
     def patch_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
         """Update some fields of an endpoint: the rest is kept, as ARM PATCH does."""
         current = self._endpoint(name)
+        bodies.check_endpoint(name, body)
         merged: Doc = {
             "location": current.get("location"),
             "kind": current.get("kind"),
@@ -573,9 +539,11 @@ class Emulator:
                     f"{existing['properties']['provisioningState'].lower()}; wait for that "
                     "operation to finish before changing it again.",
                 )
+        bodies.check_deployment(endpoint, name, body)
+        what = f"deployment '{name}' of endpoint '{endpoint}'"
         props = dict(body.get("properties") or {})
         sku = dict(body.get("sku") or {})
-        capacity = sku.get("capacity", 1)
+        capacity = sku.get("capacity") if sku.get("capacity") is not None else 1
         violations = rules.check_instance_count(endpoint, name, capacity)
         compute_type = props.get("endpointComputeType") or "Managed"
         if compute_type != "Managed":
@@ -590,22 +558,20 @@ class Emulator:
             "maxConcurrentRequestsPerInstance": rules.DEFAULT_MAX_CONCURRENT_REQUESTS,
             "maxQueueWait": "PT0.5S",
         }
-        request.update({k: v for k, v in (props.get("requestSettings") or {}).items() if v})
-        timeout_ms = parse_duration_ms(request["requestTimeout"], what="requestTimeout")
+        # Only absent (null) settings take the defaults: a 0 is refused by the body check,
+        # never silently turned into the default.
+        request.update(
+            {k: v for k, v in (props.get("requestSettings") or {}).items() if v is not None}
+        )
+        timeout_ms = parse_duration_ms(
+            request["requestTimeout"], what=f"requestSettings.requestTimeout of {what}"
+        )
         violations += rules.check_request_timeout(endpoint, name, timeout_ms)
-        concurrency = request["maxConcurrentRequestsPerInstance"]
-        if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
-            violations.append(
-                Violation(
-                    "InvalidRequestSettings",
-                    f"max_concurrent_requests_per_instance of deployment '{name}' on endpoint "
-                    f"'{endpoint}' must be a positive integer, got {concurrency!r}",
-                    name,
-                )
-            )
         _check(violations)
-        for probe in ("livenessProbe", "readinessProbe"):
-            _probe(props.get(probe))
+        probes = {
+            probe: {**_DEFAULT_PROBE, **_set_fields(props.get(probe))}
+            for probe in ("livenessProbe", "readinessProbe")
+        }
         model = self._resolve_asset("models", props.get("model"), what=f"model of '{name}'")
         code_config = props.get("codeConfiguration") or {}
         code = self._resolve_asset("codes", code_config.get("codeId"), what=f"code of '{name}'")
@@ -618,6 +584,7 @@ class Emulator:
                 "configuration with a scoring script: the emulator runs score.py itself "
                 "(no-code deployments are not emulated)",
             )
+        _check_script(code, str(script), what=what)
         now = _now()
         system = dict((existing or {}).get("systemData") or {"createdAt": now})
         system.update(createdBy="local-user", createdByType="User")
@@ -627,8 +594,8 @@ class Emulator:
             instanceType=props.get("instanceType") or "Standard_DS3_v2",
             scaleSettings=props.get("scaleSettings") or {"scaleType": "Default"},
             requestSettings=request,
-            livenessProbe={**_DEFAULT_PROBE, **(props.get("livenessProbe") or {})},
-            readinessProbe={**_DEFAULT_PROBE, **(props.get("readinessProbe") or {})},
+            livenessProbe=probes["livenessProbe"],
+            readinessProbe=probes["readinessProbe"],
             environmentVariables=props.get("environmentVariables") or {},
             properties=props.get("properties") or {},
             appInsightsEnabled=bool(props.get("appInsightsEnabled")),
@@ -674,6 +641,7 @@ class Emulator:
 
     def patch_deployment(self, endpoint: str, name: str, body: Doc) -> tuple[Doc, str, bool]:
         current = self._deployment(endpoint, name)
+        bodies.check_deployment(endpoint, name, body)
         merged: Doc = {
             "location": current.get("location"),
             "kind": current.get("kind"),
@@ -703,7 +671,31 @@ class Emulator:
     async def _provision_deployment(
         self, endpoint: str, name: str, op_id: str | None, *, restart: bool = False
     ) -> None:
-        """Converge the deployment's instances on its stored spec, then record the outcome."""
+        """Converge the deployment's instances on its stored spec, then record the outcome.
+
+        Whatever fails once the request was accepted ends the operation Failed with the
+        reason (in the operation and the deployment's log), and the previous instances
+        keep serving: nothing leaves a deployment Updating for ever.
+        """
+        try:
+            await self._converge_deployment(endpoint, name, op_id, restart=restart)
+        except InitFailed as exc:
+            error = (
+                f"Deployment '{name}' of endpoint '{endpoint}' failed: an instance did not start "
+                f"(its init() failed or it exited). See the deployment logs. {exc}"
+            )
+            self._record_failure(endpoint, name, op_id, error)
+        except Exception as exc:  # the operation must end, whatever broke
+            log.exception("provisioning deployment %s/%s failed", endpoint, name)
+            error = (
+                f"Deployment '{name}' of endpoint '{endpoint}' failed while it was provisioned: "
+                f"{type(exc).__name__}: {exc}"
+            )
+            self._record_failure(endpoint, name, op_id, error)
+
+    async def _converge_deployment(
+        self, endpoint: str, name: str, op_id: str | None, *, restart: bool
+    ) -> None:
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
             return
@@ -724,41 +716,47 @@ class Emulator:
         _storage_log(self._logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
         verb = "Restarting" if restart else doc["properties"]["provisioningState"]
         runtime.pool.write_log(f"{verb} deployment '{name}': {count} instance(s) of {spec.script}")
-        error: str | None = None
-        try:
-            await runtime.pool.converge(spec, count)
-        except InitFailed as exc:
-            error = (
-                f"Deployment '{name}' of endpoint '{endpoint}' failed: an instance did not start "
-                f"(its init() failed or it exited). See the deployment logs. {exc}"
-            )
-            runtime.pool.write_log(error)
+        await runtime.pool.converge(spec, count)
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
             return
         props = doc["properties"]
-        if error is None:
-            runtime.request_timeout_ms = parse_duration_ms(
-                props["requestSettings"]["requestTimeout"], what="requestTimeout"
-            )
-            runtime.max_concurrency = int(
-                props["requestSettings"]["maxConcurrentRequestsPerInstance"]
-            )
-            props["_serving"] = True
-            if not (restart and props["provisioningState"] == "Failed"):
-                props["provisioningState"] = "Succeeded"
-            props.pop("_previous", None)
-            props.pop("_previousCapacity", None)
-        elif props.get("_previous"):
-            # An update that failed leaves the old instances serving; Azure keeps the
-            # old spec too and reports the failure on the deployment.
-            previous = props.pop("_previous")
-            doc["sku"]["capacity"] = props.pop("_previousCapacity", doc["sku"]["capacity"])
-            previous["provisioningState"] = "Failed"
-            doc["properties"] = previous
-        else:
-            props["provisioningState"] = "Failed"
+        runtime.request_timeout_ms = parse_duration_ms(
+            props["requestSettings"]["requestTimeout"], what="requestTimeout"
+        )
+        runtime.max_concurrency = int(props["requestSettings"]["maxConcurrentRequestsPerInstance"])
+        props["_serving"] = True
+        if not (restart and props["provisioningState"] == "Failed"):
+            props["provisioningState"] = "Succeeded"
+        props.pop("_previous", None)
+        props.pop("_previousCapacity", None)
         self.store.put_deployment(endpoint, doc)
+        self.finish_operation(op_id)
+
+    def _record_failure(self, endpoint: str, name: str, op_id: str | None, error: str) -> None:
+        """End a failed provisioning: the reason logged, the previous spec kept, the op Failed."""
+        log_path = self._logs_dir(endpoint) / f"{name.lower()}.log"
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        try:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(f"{stamp} emulator ERROR {error}\n")
+        except OSError:
+            # The log may be what failed; the operation still ends with the reason.
+            log.warning("cannot write the log of %s/%s: %s", endpoint, name, error)
+        doc = self.store.get_deployment(endpoint, name)
+        if doc is not None:
+            props = doc["properties"]
+            if props.get("_previous"):
+                # An update that failed leaves the old instances serving; Azure keeps the
+                # old spec too and reports the failure on the deployment.
+                previous = props.pop("_previous")
+                doc["sku"]["capacity"] = props.pop("_previousCapacity", doc["sku"]["capacity"])
+                previous["provisioningState"] = "Failed"
+                doc["properties"] = previous
+            else:
+                props["provisioningState"] = "Failed"
+            self.store.put_deployment(endpoint, doc)
         self.finish_operation(op_id, error)
 
     def delete_deployment(self, endpoint: str, name: str) -> str | None:
@@ -880,100 +878,90 @@ class Emulator:
     def list_asset_versions(self, kind: str, name: str) -> list[Doc]:
         return [_public(d) for d in self.store.list_assets(kind, name)]
 
-    def put_asset(self, kind: str, name: str, version: str, body: Doc) -> Doc:
-        """Register a model, code or environment version; local files are copied in."""
-        props = dict(body.get("properties") or {})
+    async def put_asset(self, kind: str, name: str, version: str, body: Doc) -> Doc:
+        """Register a model, code or environment version; local files are copied in.
+
+        The name and version are checked before any path is made of them; measuring,
+        hashing and copying the files run in a thread, one registration at a time.
+        """
+        target = self.assets.folder(kind, name, version)
+        props = bodies.check_asset(kind, name, body).values
         uri_field = {"models": "modelUri", "codes": "codeUri"}.get(kind)
         local: str | None = None
         digest = ""
-        if uri_field is not None:
-            source = _local_path(props.get(uri_field), what=f"{uri_field} of {kind[:-1]} '{name}'")
-            digest = content_digest(source)
-            existing = self.store.get_asset(kind, name, version)
-            if existing is not None and existing.get("_digest") != digest:
-                raise ApiError(
-                    409,
-                    "UserError",
-                    f"{kind[:-1].capitalize()} '{name}' version '{version}' already exists with "
-                    "different content; register the new files as a new version",
-                )
-            target = self.state_dir / "assets" / kind / name / version
-            if existing is None:
-                if target.exists():
-                    shutil.rmtree(target)
-                if kind == "models":
-                    destination = target / source.name
-                    if source.is_dir():
-                        shutil.copytree(source, destination)
-                    else:
-                        destination.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copy2(source, destination)
+        async with self._asset_lock:
+            if uri_field is not None:
+                what = f"{uri_field} of {kind[:-1]} '{name}'"
+                source = self.assets.source(props.get(uri_field), what=what)
+                if kind == "codes" and not source.is_dir():
+                    raise bodies.bad(f"{what}: {source} is not a directory")
+                digest = await asyncio.to_thread(self.assets.measure, source, what=what)
+                existing = self.store.get_asset(kind, name, version)
+                if existing is not None and existing.get("_digest") != digest:
+                    raise ApiError(
+                        409,
+                        "UserError",
+                        f"{kind[:-1].capitalize()} '{name}' version '{version}' already exists "
+                        "with different content; register the new files as a new version",
+                    )
+                if existing is None:
+                    await asyncio.to_thread(self.assets.copy_in, kind, source, target)
                     local = str(target)
                 else:
-                    if not source.is_dir():
-                        raise ApiError(
-                            400, "BadArgument", f"code '{name}': {source} is not a directory"
-                        )
-                    shutil.copytree(source, target)
-                    local = str(target)
-            else:
-                local = existing["_local"]
-        now = _now()
-        doc: Doc = {
-            "id": f"{self.workspace_path}/{kind}/{name}/versions/{version}",
-            "name": version,
-            "type": f"{PROVIDER}/workspaces/{kind}/versions",
-            "systemData": {"createdAt": now, "createdBy": "local-user", "lastModifiedAt": now},
-            "properties": {**props, "provisioningState": "Succeeded"},
-            "_local": local,
-            "_digest": digest,
-        }
-        self.store.put_asset(kind, name, version, doc)
+                    local = existing["_local"]
+            now = _now()
+            doc: Doc = {
+                "id": f"{self.workspace_path}/{kind}/{name}/versions/{version}",
+                "name": version,
+                "type": f"{PROVIDER}/workspaces/{kind}/versions",
+                "systemData": {"createdAt": now, "createdBy": "local-user", "lastModifiedAt": now},
+                "properties": {**props, "provisioningState": "Succeeded"},
+                "_local": local,
+                "_digest": digest,
+            }
+            self.store.put_asset(kind, name, version, doc)
         return _public(doc)
 
 
 def _probe(settings: object) -> Probe:
     """Probe settings of a deployment (ISO-8601 durations) in seconds."""
-    values = {**_DEFAULT_PROBE, **(settings if isinstance(settings, dict) else {})}
+    values = {**_DEFAULT_PROBE, **_set_fields(settings)}
     return Probe(
         initial_delay=parse_duration_ms(values["initialDelay"], what="initialDelay") / 1000,
-        period=max(0.1, parse_duration_ms(values["period"], what="period") / 1000),
-        timeout=max(0.1, parse_duration_ms(values["timeout"], what="timeout") / 1000),
-        success_threshold=max(1, int(values["successThreshold"])),
-        failure_threshold=max(1, int(values["failureThreshold"])),
+        period=parse_duration_ms(values["period"], what="period") / 1000,
+        timeout=parse_duration_ms(values["timeout"], what="timeout") / 1000,
+        success_threshold=int(values["successThreshold"]),
+        failure_threshold=int(values["failureThreshold"]),
     )
+
+
+def _check_script(code: Doc, script: str, *, what: str) -> None:
+    """The scoring script must be a file inside the code asset: no absolute path, no '..'."""
+    root = Path(str(code["_local"])).resolve()
+    candidate = (root / script).resolve()
+    if Path(script).is_absolute() or not candidate.is_relative_to(root):
+        raise ApiError(
+            400,
+            "BadArgument",
+            f"codeConfiguration.scoringScript of {what} is {bodies.show(script)}; it must be a "
+            f"path inside the code folder ({code.get('id', 'the code asset')}), relative to it",
+        )
+    if not candidate.is_file():
+        raise ApiError(
+            400,
+            "BadArgument",
+            f"codeConfiguration.scoringScript of {what}: {bodies.show(script)} is not a file in "
+            f"the code folder ({code.get('id', 'the code asset')})",
+        )
+
+
+def _set_fields(values: object) -> Doc:
+    """The fields of a (checked) settings object that are given, not null."""
+    return {k: v for k, v in values.items() if v is not None} if isinstance(values, dict) else {}
 
 
 def _public(doc: Doc) -> Doc:
     return {k: v for k, v in doc.items() if not k.startswith("_")}
-
-
-def _local_path(uri: object, *, what: str) -> Path:
-    if not isinstance(uri, str) or not uri:
-        raise ApiError(400, "BadArgument", f"{what} is required")
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("", "file"):
-        raise ApiError(
-            400,
-            "BadArgument",
-            f"{what} is {uri!r}; the emulator registers local files only (file:// URIs)",
-        )
-    path = Path(unquote(parsed.path) if parsed.scheme else uri)
-    if not path.is_absolute() or not path.exists():
-        raise ApiError(400, "BadArgument", f"{what}: {path} does not exist on this machine")
-    return path
-
-
-def content_digest(path: Path) -> str:
-    """A hash of a file's or folder's content (names and bytes), to tell versions apart."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if "__pycache__" in file.parts:
-            continue
-        h.update(str(file.relative_to(path if path.is_dir() else path.parent)).encode())
-        h.update(file.read_bytes())
-    return h.hexdigest()
 
 
 def _storage_log(path: Path, doc: Doc) -> None:
