@@ -32,10 +32,11 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from azure.ai.ml import load_online_deployment
 from azure.core.exceptions import ResourceNotFoundError
 
 from emulator import server
-from emulator.apply import apply_file
+from emulator.apply import apply_file, register_local_assets
 from rollout import endpoints
 from rollout.workspace import Workspace
 from tests.conftest import REPO, RunningEmulator, example_yaml
@@ -303,6 +304,38 @@ def test_a_crash_during_an_endpoint_delete_finishes_it_and_starts_none_of_its_de
     with pytest.raises(ResourceNotFoundError):
         faults.ml.online_endpoints.get(DOOMED)
     assert [e.name for e in faults.ml.online_endpoints.list()] == [ENDPOINT]
+    faults.assert_instances(serving, old)
+
+
+def test_a_crash_during_a_deployment_delete_ends_the_provisioning_it_cut_short(
+    faults: Faults, examples: Path
+) -> None:
+    """A deployment deleted while it was still being created: the restart finishes the
+    delete, and the creation, which cannot go on, ends Failed saying why."""
+    serving = faults.instance_count()
+    old = workers(faults.state_dir)
+    deployment = load_online_deployment(examples / "green-deployment.yml")
+    deployment.endpoint_name = ENDPOINT
+    deployment.name = "brief"
+    register_local_assets(faults.state_dir, deployment)
+    faults.ml.online_deployments.begin_create_or_update(deployment)
+    create_id = faults.last_operation("deployment", f"{ENDPOINT}/brief")
+    faults.ml.online_deployments.begin_delete("brief", ENDPOINT)
+    faults.running.kill()
+    delete_id = faults.last_operation("deployment-delete", f"{ENDPOINT}/brief")
+    unfinished = {o["id"] for o in faults.operations("InProgress")}
+    assert {create_id, delete_id} <= unfinished
+
+    faults.crash_and_restart()
+
+    faults.assert_every_operation_ends()
+    created = faults.poll(create_id)
+    assert created["status"] == "Failed"
+    assert created["error"]["message"].startswith("interrupted by an emulator restart; ")
+    assert faults.poll(delete_id)["status"] == "Succeeded"
+    names = {d.name for d in faults.ml.online_deployments.list(ENDPOINT)}
+    assert names == {"blue", "green"}
+    assert faults.score().status_code == 200
     faults.assert_instances(serving, old)
 
 
