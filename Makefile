@@ -9,7 +9,7 @@ STATE_DIR ?= .emulator
 PORT ?= 8501
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install install-dev models browser run emulator stop-emulator test lint unit emulator-tests bench clean
+.PHONY: install install-dev models browser run emulator stop stop-emulator test lint unit emulator-tests bench clean
 
 install: $(VENV)/.runtime models
 
@@ -43,11 +43,22 @@ emulator: install
 	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/endpoint.yml --if-missing
 	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/blue-deployment.yml --all-traffic --if-missing
 
-run: emulator
+# Ctrl-C (or any other end of the dashboard) stops the emulator and its instances again
+# when this recipe started it; an emulator that was already running is left running.
+run: install
+	@if ! $(PY) -m emulator status --state-dir $(STATE_DIR) >/dev/null 2>&1; then \
+		trap '$(PY) -m emulator stop --state-dir $(STATE_DIR)' EXIT; \
+		trap 'exit 130' INT; trap 'exit 143' TERM; \
+	fi; \
+	$(PY) -m emulator start --state-dir $(STATE_DIR) && \
+	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/endpoint.yml --if-missing && \
+	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/blue-deployment.yml \
+		--all-traffic --if-missing && \
 	EMULATOR_STATE_DIR=$(abspath $(STATE_DIR)) $(BIN)/streamlit run app.py \
 		--server.address 127.0.0.1 --server.port $(PORT)
 
-stop-emulator:
+# Stops the emulator of $(STATE_DIR) and its instances (what `make run` or `make emulator` started).
+stop stop-emulator:
 	-$(PY) -m emulator stop --state-dir $(STATE_DIR)
 
 lint: install-dev

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 _STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
+# The longest file name of an instance's socket, so that server.py can pick a folder whose
+# socket paths fit AF_UNIX's 108 bytes. Longer names become a 10-character tag, "-", the
+# emulator's pid (Linux's pid_max is at most 2**22: 7 digits) and ".sock" (23 at most).
+SOCKET_NAME_MAX = 40
 
 
 class InitFailed(Exception):
@@ -101,6 +105,8 @@ class DeploymentPool:
         self.instances: list[Instance] = []
         self.desired = 0
         self.pending = 0
+        # converge() calls under way: instances may be on their way even when none is listed.
+        self.converging = 0
         self.liveness = Probe()
         self.readiness = Probe()
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
@@ -135,8 +141,9 @@ class DeploymentPool:
     async def acquire(self, deadline: float, exclude: Collection[Instance] = ()) -> Instance | None:
         """A ready instance with a free slot, waiting for one until `deadline` (loop time).
 
-        None when the deployment has no instance that could ever serve (none ready and
-        none starting); TimeoutError when the deadline passes while waiting.
+        None when the deployment has no instance that could ever serve (none ready, none
+        starting and no converge under way); TimeoutError when the deadline passes while
+        waiting.
         """
         loop = asyncio.get_running_loop()
         while True:
@@ -144,8 +151,10 @@ class DeploymentPool:
             if instance is not None and instance.in_flight < self.spec.max_concurrency:
                 instance.in_flight += 1
                 return instance
-            if instance is None and not any(
-                not i.retired and i not in exclude for i in self.instances
+            if (
+                instance is None
+                and not self.converging
+                and not any(not i.retired and i not in exclude for i in self.instances)
             ):
                 return None
             remaining = deadline - loop.time()
@@ -186,15 +195,20 @@ class DeploymentPool:
 
     async def converge(self, spec: InstanceSpec, count: int) -> None:
         """Run `count` instances of `spec`; raise InitFailed and keep the old ones on failure."""
-        async with self._lock:
-            if spec.fingerprint != self.spec.fingerprint or any(
-                i.spec.fingerprint != spec.fingerprint for i in self.instances
-            ):
-                await self._replace(spec, count)
-            else:
-                await self._scale(count)
-            self.spec = spec
-            self.desired = count
+        self.converging += 1
+        try:
+            async with self._lock:
+                if spec.fingerprint != self.spec.fingerprint or any(
+                    i.spec.fingerprint != spec.fingerprint for i in self.instances
+                ):
+                    await self._replace(spec, count)
+                else:
+                    await self._scale(count)
+                self.spec = spec
+                self.desired = count
+        finally:
+            self.converging -= 1
+            # Requests waiting for the new instances get one, or learn there is none.
             self._wake()
 
     async def stop(self) -> None:
@@ -242,7 +256,12 @@ class DeploymentPool:
     def _new_instance(self, spec: InstanceSpec) -> Instance:
         n = next(self._ids)
         instance_id = f"{spec.deployment}-{spec.fingerprint[:4]}-{n}"
-        sock = self._socket_dir / f"{spec.endpoint}-{instance_id}-{os.getpid()}.sock"
+        # The emulator's pid at the end ties the socket to one run.
+        name = f"{spec.endpoint}-{instance_id}-{os.getpid()}.sock"
+        if len(name.encode()) > SOCKET_NAME_MAX:
+            tag = hashlib.sha256(f"{spec.endpoint}/{instance_id}".encode()).hexdigest()[:10]
+            name = f"{tag}-{os.getpid()}.sock"
+        sock = self._socket_dir / name
         return Instance(id=instance_id, spec=spec, socket=sock, upstream=Upstream(str(sock)))
 
     async def _launch(self, instance: Instance) -> None:
@@ -271,6 +290,9 @@ class DeploymentPool:
                 instance.id,
                 "--max-concurrency",
                 str(spec.max_concurrency),
+                # The instance exits when this process dies, even right after this call.
+                "--parent-pid",
+                str(os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -25,11 +26,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+import psutil  # type: ignore[import-untyped]
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from emulator import arm, monitor, scoring
+from emulator.instances import SOCKET_NAME_MAX
 from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
 from emulator.store import Store
 from emulator.tls import ensure_tls
@@ -37,6 +40,8 @@ from emulator.tls import ensure_tls
 log = logging.getLogger(__name__)
 
 DEFAULT_STATE_DIR = ".emulator"
+# sun_path of AF_UNIX is 108 bytes, the terminating NUL included.
+_UNIX_PATH_MAX = 107
 
 
 class NotRunning(Exception):
@@ -127,19 +132,23 @@ def serve(
         tls = ensure_tls(state_dir)
         token = arm_token(state_dir)
         info_path = state_dir / "server.json"
-        previous = None
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            previous = int(json.loads(info_path.read_text())["port"])
+        last: dict[str, Any] = {}
+        with contextlib.suppress(OSError, ValueError):
+            last = dict(json.loads(info_path.read_text()))
+        previous = last.get("port") if isinstance(last.get("port"), int) else None
         sock = _bind(port, previous)
         bound = sock.getsockname()[1]
         base_url = f"https://127.0.0.1:{bound}"
-        # Unix socket paths are short (108 bytes), so the instances' sockets live in /tmp,
-        # in a folder named after the state directory: a crash leaves it for the next
-        # start to clear.
-        digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
-        socket_dir = Path(tempfile.gettempdir()) / f"bluegreen-{digest}"
-        shutil.rmtree(socket_dir, ignore_errors=True)
-        socket_dir.mkdir(mode=0o700)
+        # A crash (SIGKILL) of the last run may have left instances and their sockets.
+        earlier = [_legacy_socket_dir(state_dir), state_dir / "sockets"]
+        if isinstance(last.get("socket_dir"), str):
+            earlier.append(Path(last["socket_dir"]))
+        killed = _kill_strays(earlier)
+        if killed:
+            log.warning("killed %d instance process(es) left by an earlier run", killed)
+        for folder in earlier:
+            _remove_if_ours(folder)
+        socket_dir = _socket_dir(state_dir)
         emulator = Emulator(state_dir, socket_dir)
         emulator.base_url = base_url
         if max_body_mb is not None:
@@ -157,6 +166,7 @@ def serve(
             "arm_url": base_url,
             "metrics_url": f"{base_url}/monitor",
             "started_at": time.time(),
+            "socket_dir": str(socket_dir),
         }
         tmp = info_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
@@ -186,6 +196,9 @@ def serve(
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(config)
+        # uvicorn re-raises the SIGTERM it shut down on; with the default handler that ends
+        # the process before the clean-up below runs (sockets folder, pid in server.json).
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             # uvloop and httptools when installed (uvicorn's "auto"), asyncio otherwise.
             server.run(sockets=[sock])
@@ -197,6 +210,83 @@ def serve(
                 info = json.loads(info_path.read_text())
                 info["pid"] = None
                 info_path.write_text(json.dumps(info, indent=2))
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _socket_dir(state_dir: Path) -> Path:
+    """A folder of ours alone (0700) for the instances' Unix sockets.
+
+    `sockets` in the state directory when the longest socket path fits AF_UNIX's 108 bytes,
+    else a folder with a random name in the temp directory: a predictable name in a shared
+    /tmp is one another user can create first, to make the emulator fail or to hijack it.
+    """
+    preferred = state_dir / "sockets"
+    if len(os.fsencode(preferred)) + 1 + SOCKET_NAME_MAX <= _UNIX_PATH_MAX:
+        try:
+            os.mkdir(preferred, 0o700)
+        except FileExistsError:
+            log.warning(
+                "%s exists and is not a folder of ours; instance sockets go to a private "
+                "folder in %s instead",
+                preferred,
+                tempfile.gettempdir(),
+            )
+        else:
+            return _checked_private(preferred)
+    return _checked_private(Path(tempfile.mkdtemp(prefix="bluegreen-")))
+
+
+def _checked_private(folder: Path) -> Path:
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise OSError(f"socket folder {folder} is not a folder owned by this user")
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _legacy_socket_dir(state_dir: Path) -> Path:
+    """Where earlier versions put the sockets (a name anyone could predict)."""
+    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"bluegreen-{digest}"
+
+
+def _remove_if_ours(folder: Path) -> None:
+    """Remove a socket folder an earlier run left; never one another user owns."""
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        log.warning("leaving %s alone: it is not a folder of ours", folder)
+
+
+def _kill_strays(socket_dirs: list[Path], timeout: float = 5.0) -> int:
+    """Kill this user's instance processes whose socket is in one of `socket_dirs`.
+
+    Instances exit when their emulator dies; these are the ones an earlier run of this
+    state directory left anyway (the lock we hold says that run is over).
+    """
+    folders = {str(d) for d in socket_dirs}
+    strays: list[psutil.Process] = []
+    for process in psutil.process_iter(["cmdline", "uids"]):
+        cmdline = process.info["cmdline"] or []
+        uids = process.info["uids"]
+        if "emulator.worker" not in cmdline or "--socket" not in cmdline or uids is None:
+            continue
+        at = cmdline.index("--socket") + 1
+        in_folder = at < len(cmdline) and os.path.dirname(cmdline[at]) in folders
+        if in_folder and uids.real == os.getuid() and process.pid != os.getpid():
+            strays.append(process)
+    for process in strays:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(strays, timeout=timeout)
+    return len(strays)
 
 
 @dataclass(frozen=True)

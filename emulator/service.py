@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -19,7 +20,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,26 +154,86 @@ class Emulator:
     # startup and shutdown
 
     async def start(self) -> None:
-        """Bring back every endpoint and deployment from the store and finish interrupted work."""
+        """Bring back every endpoint and deployment from the store and finish interrupted work.
+
+        Every operation a crash left InProgress ends: the work it stands for runs again under
+        its own id (a deployment's provisioning, a delete), or it ends Failed saying why, so
+        no poller waits for an operation nothing is doing.
+        """
         self.requests.start()
         self.sampler.start()
+        unfinished: dict[tuple[str, str], list[str]] = {}
+        for op in self.store.list_operations("InProgress"):
+            key = (str(op.get("kind")), str(op.get("target")).lower())
+            unfinished.setdefault(key, []).append(op["id"])
+
+        def take(kind: str, target: str) -> list[str]:
+            return unfinished.pop((kind, target.lower()), [])
+
+        endpoint_deletes: dict[str, tuple[str, list[str]]] = {}
         for doc in self.store.list_endpoints():
+            name = doc["name"]
             props = doc["properties"]
+            puts = take("endpoint", name)
             if props["provisioningState"] == "Deleting":
-                self._spawn(self._finish_endpoint_delete(doc["name"], None))
+                self._end_interrupted(puts, f"endpoint '{name}' is being deleted")
+                endpoint_deletes[name.lower()] = (name, take("endpoint-delete", name))
                 continue
             if props["provisioningState"] in ("Creating", "Updating"):
                 props["provisioningState"] = "Succeeded"
                 self.store.update_endpoint(doc)
             self._set_route(doc)
+            # An endpoint PUT is stored whole before its operation starts: it took effect.
+            for op_id in puts:
+                self.finish_operation(op_id)
         for dep in self.store.list_deployments():
             endpoint = dep["properties"]["endpointName"]
+            name = dep["name"]
+            provisions = take("deployment", f"{endpoint}/{name}")
+            deletes = take("deployment-delete", f"{endpoint}/{name}")
             state = dep["properties"]["provisioningState"]
-            if state == "Deleting":
-                self._spawn(self._finish_deployment_delete(endpoint, dep["name"], None))
+            if endpoint.lower() in endpoint_deletes:
+                # Deleting the endpoint deletes this deployment too: it never starts again.
+                self._end_interrupted(provisions, f"endpoint '{endpoint}' is being deleted")
+                endpoint_deletes[endpoint.lower()][1].extend(deletes)
+            elif state == "Deleting":
+                self._end_interrupted(provisions, f"deployment '{name}' is being deleted")
+                job = functools.partial(self._finish_deployment_delete, endpoint, name)
+                self._resume(job, deletes)
             elif state != "Failed" or dep["properties"].get("_serving"):
                 # A deployment that failed on creation never had instances to bring back.
-                self._spawn(self._provision_deployment(endpoint, dep["name"], None, restart=True))
+                self._end_interrupted(deletes, f"deployment '{name}' is not being deleted")
+                # The runtime exists before the first request: one that arrives while the
+                # instances start waits for them instead of finding no deployment.
+                self._runtime(endpoint, name, dep)
+                job = functools.partial(self._provision_deployment, endpoint, name, restart=True)
+                self._resume(job, provisions)
+            else:
+                self._end_interrupted(provisions + deletes, f"deployment '{name}' failed")
+        for name, ops in endpoint_deletes.values():
+            self._resume(functools.partial(self._finish_endpoint_delete, name), ops)
+        for (kind, target), ops in unfinished.items():
+            if kind in ("endpoint-delete", "deployment-delete"):
+                for op_id in ops:  # deleted before the crash, only the operation was left
+                    self.finish_operation(op_id)
+            else:
+                self._end_interrupted(ops, f"'{target}' no longer exists")
+
+    def _resume(self, job: Callable[[str | None], Awaitable[None]], ops: list[str]) -> None:
+        """Run interrupted work again under its operation id; duplicate ids end the same way."""
+
+        async def run() -> None:
+            await job(ops[0] if ops else None)
+            first = self.store.get_operation(ops[0]) if ops else None
+            error = ((first or {}).get("error") or {}).get("message")
+            for op_id in ops[1:]:
+                self.finish_operation(op_id, error)
+
+        self._spawn(run(), ops)
+
+    def _end_interrupted(self, ops: list[str], reason: str) -> None:
+        for op_id in ops:
+            self.finish_operation(op_id, f"interrupted by an emulator restart; {reason}")
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -185,14 +246,20 @@ class Emulator:
         await self.requests.stop()
         self.store.close()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], ops: Sequence[str] = ()) -> None:
+        """Run `coro` in the background; `ops` that it leaves unfinished by failing end Failed."""
+
         async def run() -> None:
             try:
                 await coro
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 log.exception("background operation failed")
+                for op_id in ops:
+                    doc = self.store.get_operation(op_id)
+                    if doc is not None and doc["status"] == "InProgress":
+                        self.finish_operation(op_id, f"the emulator failed: {exc}")
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
@@ -362,7 +429,7 @@ class Emulator:
             self.store.insert_endpoint(doc, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         else:
             self.store.update_endpoint(doc)
-        self._spawn(self._finish_endpoint_put(name, op_id))
+        self._spawn(self._finish_endpoint_put(name, op_id), [op_id])
         return self.render_endpoint(doc), op_id, existing is None
 
     def patch_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
@@ -383,6 +450,10 @@ class Emulator:
         doc = self.store.get_endpoint(name)
         if doc is None:
             self.finish_operation(op_id, f"endpoint '{name}' was deleted")
+            return
+        if doc["properties"]["provisioningState"] == "Deleting":
+            # A delete came in meanwhile; marking the endpoint Succeeded would hide it.
+            self.finish_operation(op_id)
             return
         doc["properties"]["provisioningState"] = "Succeeded"
         self.store.update_endpoint(doc)
@@ -407,7 +478,7 @@ class Emulator:
         doc["properties"]["provisioningState"] = "Deleting"
         self.store.update_endpoint(doc)
         op_id = self.new_operation("endpoint-delete", name)
-        self._spawn(self._finish_endpoint_delete(doc["name"], op_id))
+        self._spawn(self._finish_endpoint_delete(doc["name"], op_id), [op_id])
         return op_id
 
     async def _finish_endpoint_delete(self, name: str, op_id: str | None) -> None:
@@ -668,6 +739,29 @@ class Emulator:
     def _logs_dir(self, endpoint: str) -> Path:
         return self.state_dir / "logs" / endpoint.lower()
 
+    def _runtime(self, endpoint: str, name: str, doc: Doc) -> DeploymentRuntime:
+        """The deployment's runtime, created (with no instances yet) when it has none."""
+        key = self._key(endpoint, name)
+        runtime = self.deployments.get(key)
+        if runtime is None:
+            pool = DeploymentPool(
+                self._spec(doc),
+                socket_dir=self.socket_dir,
+                log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
+            )
+            # Requests that come while the first instances start are admitted (429) and
+            # timed out (408) as the deployment's settings say.
+            pool.desired = int(doc["sku"]["capacity"])
+            settings = doc["properties"]["requestSettings"]
+            runtime = DeploymentRuntime(
+                name,
+                parse_duration_ms(settings["requestTimeout"], what="requestTimeout"),
+                int(settings["maxConcurrentRequestsPerInstance"]),
+                pool,
+            )
+            self.deployments[key] = runtime
+        return runtime
+
     async def _provision_deployment(
         self, endpoint: str, name: str, op_id: str | None, *, restart: bool = False
     ) -> None:
@@ -698,19 +792,11 @@ class Emulator:
     ) -> None:
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
+            self.finish_operation(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
             return
         spec = self._spec(doc)
         count = int(doc["sku"]["capacity"])
-        key = self._key(endpoint, name)
-        runtime = self.deployments.get(key)
-        if runtime is None:
-            pool = DeploymentPool(
-                spec,
-                socket_dir=self.socket_dir,
-                log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
-            )
-            runtime = DeploymentRuntime(name, 5000, 1, pool)
-            self.deployments[key] = runtime
+        runtime = self._runtime(endpoint, name, doc)
         runtime.pool.liveness = _probe(doc["properties"].get("livenessProbe"))
         runtime.pool.readiness = _probe(doc["properties"].get("readinessProbe"))
         _storage_log(self._logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
@@ -719,6 +805,7 @@ class Emulator:
         await runtime.pool.converge(spec, count)
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
+            self.finish_operation(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
             return
         props = doc["properties"]
         runtime.request_timeout_ms = parse_duration_ms(
@@ -778,7 +865,7 @@ class Emulator:
         doc["properties"]["provisioningState"] = "Deleting"
         self.store.put_deployment(endpoint, doc)
         op_id = self.new_operation("deployment-delete", f"{endpoint}/{name}")
-        self._spawn(self._finish_deployment_delete(endpoint, doc["name"], op_id))
+        self._spawn(self._finish_deployment_delete(endpoint, doc["name"], op_id), [op_id])
         return op_id
 
     async def _finish_deployment_delete(self, endpoint: str, name: str, op_id: str | None) -> None:

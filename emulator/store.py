@@ -177,6 +177,13 @@ class Store:
         row = self._db.execute("SELECT doc FROM operations WHERE id = ?", (op_id,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
+    def list_operations(self, status: str) -> list[Doc]:
+        rows = self._db.execute(
+            "SELECT doc FROM operations WHERE json_extract(doc, '$.status') = ? ORDER BY rowid",
+            (status,),
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
     def put_operation(self, op_id: str, doc: Doc) -> None:
         self._db.execute(
             "INSERT INTO operations(id, doc) VALUES (?, ?) "

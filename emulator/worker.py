@@ -8,17 +8,22 @@ has finished; liveness is `GET /health`. Logging goes to stderr, which the
 supervisor appends to the deployment's log (what getLogs returns).
 
     python -m emulator.worker --socket S --code-dir D --script score.py --model-dir M \\
-        --instance-id I
+        --instance-id I --parent-pid P
+
+An instance never outlives the emulator that started it (pid P), even one killed with -9.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ctypes
 import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -47,14 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", required=True)
     parser.add_argument("--instance-id", required=True)
     parser.add_argument("--max-concurrency", type=int, default=1)
+    parser.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        _exit_with_parent(args.parent_pid)
 
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
         format=f"%(asctime)s {args.instance_id} %(levelname)s %(name)s: %(message)s",
     )
-    _exit_with_parent()
     os.environ["AZUREML_MODEL_DIR"] = args.model_dir
     os.environ["AZUREML_ENTRY_SCRIPT"] = args.script
     os.environ["AZUREML_INSTANCE_ID"] = args.instance_id
@@ -102,9 +109,25 @@ def _load_script(path: str) -> ModuleType:
     return module
 
 
-def _exit_with_parent() -> None:
-    """An instance never outlives the emulator that started it, even one killed with -9."""
-    parent = os.getppid()
+_PR_SET_PDEATHSIG = 1
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Tie this process's life to `parent`'s, with no window where its death goes unseen.
+
+    The kernel kills us when the parent dies (PR_SET_PDEATHSIG, Linux), and the check after
+    it catches a parent that died before that was set: then our parent is no longer
+    `parent`. The pid comes from the command line, as reading getppid() here would already
+    see init when the emulator died just after starting us. A watch thread covers systems
+    without prctl.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        sys.stderr.write(f"parent process {parent} is gone; instance exiting\n")
+        os._exit(0)
 
     def watch() -> None:
         while True:
