@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             type=float,
             help="days of metrics the request log keeps (default 7; kept in the state directory)",
         )
+        sub.add_argument(
+            "--max-asset-mb",
+            type=float,
+            help="largest model or code folder registered from a local path, in MiB "
+            "(default 2048; kept in the state directory)",
+        )
     sub = add("status", "print the connection facts; exit 1 when not running")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("apply", "create or update an endpoint or deployment from az ml YAML")
@@ -82,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.port,
                 max_body_mb=args.max_body_mb,
                 retention_days=args.retention_days,
+                max_asset_mb=args.max_asset_mb,
             )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command == "start":
-        return _start(state_dir, args.port, args.max_body_mb, args.retention_days)
+        return _start(state_dir, args.port, args)
     if args.command == "status":
         try:
             facts = server.status(state_dir)
@@ -117,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _start(
-    state_dir: Path, port: int, max_body_mb: float | None, retention_days: float | None
-) -> int:
+def _start(state_dir: Path, port: int, args: argparse.Namespace) -> int:
     try:
         facts = server.status(state_dir, timeout=2.0)
         print(f"emulator already running (pid {facts.pid}) at {facts.arm_url}")
@@ -130,10 +135,11 @@ def _start(
     log_path = state_dir / "emulator.log"
     command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]
-    if max_body_mb is not None:
-        command += ["--max-body-mb", str(max_body_mb)]
-    if retention_days is not None:
-        command += ["--retention-days", str(retention_days)]
+    # The settings `start` shares with `serve` pass through unchanged.
+    for option in ("max_body_mb", "retention_days", "max_asset_mb"):
+        value = getattr(args, option)
+        if value is not None:
+            command += [f"--{option.replace('_', '-')}", str(value)]
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             command,

@@ -125,6 +125,7 @@ def serve(
     *,
     max_body_mb: float | None = None,
     retention_days: float | None = None,
+    max_asset_mb: float | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,9 @@ def serve(
         if retention_days is not None:
             emulator.requests.retention_days = retention_days
             emulator.store.set_meta("retention_days", str(retention_days))
+        if max_asset_mb is not None:
+            emulator.assets.max_bytes = int(max_asset_mb * 2**20)
+            emulator.store.set_meta("max_asset_mb", str(max_asset_mb))
 
         # Written before serving: /health answers only once startup is done, so status
         # never reports this pid before the emulator is ready.

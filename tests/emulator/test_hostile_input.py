@@ -513,3 +513,35 @@ def test_no_endpoint_body_makes_a_500(client: Client, field: str, value: Any, ta
             "tags": {},
         }
         client.wait(client.request("PATCH", f"/onlineEndpoints/{ENDPOINT}", restore))
+
+
+def test_an_asset_over_the_size_limit_is_refused_and_the_limit_is_kept(
+    emulator_factory: Callable[[str], RunningEmulator], tmp_path: Path
+) -> None:
+    own = emulator_factory("asset-limit")
+    own.start(args=("--max-asset-mb", "1"))
+    model = tmp_path / "two-mib"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * (2 * 2**20))
+    small = tmp_path / "small"
+    small.mkdir()
+    (small / "weights.bin").write_bytes(b"w" * 1024)
+    try:
+        for restart in (False, True):
+            if restart:
+                own.stop()
+                own.start()  # no flag: the limit was kept in the state directory
+            c = Client(own)
+            body = {"properties": {"modelUri": model.as_uri()}}
+            response = c.request("PUT", "/models/too-big/versions/1", body)
+            assert response.status_code == 400, response.text
+            message = response.json()["error"]["message"]
+            assert "1 MiB" in message and str(model) in message and "--max-asset-mb" in message
+            assert c.request("GET", "/models/too-big/versions/1").status_code == 404
+            assert not (own.state_dir / "assets" / "models" / "too-big").exists()
+        ok = c.request(
+            "PUT", "/models/small/versions/1", {"properties": {"modelUri": small.as_uri()}}
+        )
+        assert ok.status_code == 201, ok.text
+    finally:
+        own.stop()
