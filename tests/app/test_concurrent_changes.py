@@ -8,6 +8,7 @@ If-Match the dashboard sends, not by its compare). Uses its own endpoint, `race-
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from components.traffic_editor import EditorKeys, Outcome, TrafficState, apply_change
 from rollout import history
-from rollout.endpoints import Operation, begin_set_traffic
+from rollout.endpoints import Operation, begin_scale, begin_set_traffic
 from rollout.errors import Conflict, RolloutError
 from rollout.workspace import Workspace, connect_emulator
 from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
@@ -58,6 +59,30 @@ def _endpoint_url(ws: Workspace) -> str:
     return ws.facts.arm_url.rstrip("/") + ws.resource_path(ENDPOINT)
 
 
+def _raw_tag_green(ws: Workspace, tags: dict[str, str]) -> None:
+    """Someone else changes deployment green with plain REST (its tags: no restart)."""
+    assert ws.facts is not None
+    headers = {"Authorization": f"Bearer {ws.facts.token}"}
+    params = {"api-version": "2023-04-01-preview"}
+    url = ws.facts.arm_url.rstrip("/") + ws.resource_path(ENDPOINT, "green")
+    verify = ws.facts.ca_cert
+    doc = httpx.get(url, params=params, headers=headers, verify=verify, timeout=30).json()
+    body = {k: doc[k] for k in ("location", "kind", "sku")}
+    body["tags"], body["properties"] = tags, doc["properties"]
+    response = httpx.put(url, params=params, headers=headers, json=body, verify=verify, timeout=30)
+    assert response.status_code == 200, response.text
+
+
+def _settled_green(ws: Workspace) -> Any:
+    deadline = time.monotonic() + 120
+    while True:
+        green = ws.ml_client.online_deployments.get("green", ENDPOINT)
+        if green.provisioning_state in ("Succeeded", "Failed") or time.monotonic() > deadline:
+            assert green.provisioning_state == "Succeeded"
+            return green
+        time.sleep(0.2)
+
+
 def _raw_set_live(ws: Workspace, traffic: dict[str, int]) -> None:
     """Someone else changes the traffic with plain REST, as curl or the portal would."""
     assert ws.facts is not None
@@ -72,10 +97,13 @@ def _raw_set_live(ws: Workspace, traffic: dict[str, int]) -> None:
 
 
 class _ChangeAfterFirstRead(SansIOHTTPPolicy[Any, Any]):
-    """After the dashboard's first GET of the endpoint, someone else changes its traffic."""
+    """After the dashboard's first GET of a resource, someone else changes it."""
 
-    def __init__(self, change: Callable[[], None]) -> None:
+    def __init__(
+        self, change: Callable[[], None], path: str = f"/onlineendpoints/{ENDPOINT}"
+    ) -> None:
         self.change: Callable[[], None] | None = change
+        self.path = path.lower()
 
     def on_response(
         self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
@@ -84,7 +112,7 @@ class _ChangeAfterFirstRead(SansIOHTTPPolicy[Any, Any]):
         if (
             self.change is not None
             and http.method == "GET"
-            and http.url.split("?")[0].lower().endswith(f"/onlineendpoints/{ENDPOINT}")
+            and http.url.split("?")[0].lower().endswith(self.path)
         ):
             change, self.change = self.change, None
             change()
@@ -122,6 +150,27 @@ def test_a_change_between_the_read_and_the_put_is_refused_by_if_match(
     assert "it is now live blue 50%, green 50%" in message
     assert "Nothing was changed" in message
     assert _live(start) == {"blue": 50, "green": 50}
+
+
+def test_a_deployment_change_between_the_read_and_the_scale_is_refused_by_if_match(
+    start: Workspace, race_ep: RunningEmulator
+) -> None:
+    _settled_green(start)
+    policy = _ChangeAfterFirstRead(
+        lambda: _raw_tag_green(start, {"changed-by": "someone-else"}),
+        path=f"/onlineendpoints/{ENDPOINT}/deployments/green",
+    )
+    ws = connect_emulator(facts=race_ep.facts, per_call_policies=[policy])
+
+    with pytest.raises(Conflict) as refused:
+        begin_scale(ws, ENDPOINT, "green", 2)
+
+    assert policy.change is None
+    assert "deployment 'green' of 'race-ep' changed while it was being scaled" in str(refused.value)
+    assert "Nothing was changed" in str(refused.value)
+    green = _settled_green(start)
+    assert green.instance_count == 1
+    assert green.tags == {"changed-by": "someone-else"}
 
 
 @pytest.mark.parametrize("etags", [True, False], ids=["with-etags", "without-etags"])
