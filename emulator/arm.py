@@ -4,10 +4,16 @@ Paths, bodies and long-running-operation headers follow what azure-ai-ml's
 generated REST client sends and expects, so an unchanged `MLClient` drives the
 emulator. Every ARM call needs `Authorization: Bearer <token>` with the token of
 the state directory; anything else is 401. Any `api-version` is accepted.
+
+Endpoints and deployments carry an `ETag` (header, and `etag` in the body); a PUT or
+PATCH with an `If-Match` that is not the current ETag is 412, so two clients that read
+the same version cannot both write over it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -87,6 +93,76 @@ def _listing(items: list[dict[str, Any]]) -> JSONResponse:
     return JSONResponse({"value": items})
 
 
+# ETags and If-Match
+
+
+def etag_of(doc: dict[str, Any]) -> str:
+    """The version of an endpoint or deployment as the client sees it, as a quoted ETag.
+
+    A digest of the resource as GET renders it, without `provisioningState`: the emulator
+    moves that on by itself (Updating -> Succeeded a moment after each PUT), and an ETag
+    that changed with it would make a client's GET -> PUT fail with 412 although nobody
+    else changed anything, whenever it lands inside another change's operation. Every
+    change a client makes (traffic, mirror, instance count, tags, ...) changes the ETag,
+    and so does the emulator putting back the old spec of a deployment whose update failed.
+    """
+    props = {k: v for k, v in (doc.get("properties") or {}).items() if k != "provisioningState"}
+    seen = {k: v for k, v in doc.items() if k not in ("properties", "etag")}
+    seen["properties"] = props
+    text = json.dumps(seen, sort_keys=True, separators=(",", ":"), default=str)
+    return '"' + hashlib.sha256(text.encode()).hexdigest()[:32] + '"'
+
+
+def _with_etag(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc, "etag": etag_of(doc)}
+
+
+def _resource(doc: dict[str, Any], **kwargs: Any) -> JSONResponse:
+    """An endpoint or deployment answer: the body with its `etag`, and the `ETag` header."""
+    tag = etag_of(doc)
+    headers = {**kwargs.pop("headers", {}), "ETag": tag}
+    return JSONResponse({**doc, "etag": tag}, headers=headers, **kwargs)
+
+
+def _check_if_match(request: Request, current: dict[str, Any] | None, what: str) -> None:
+    """Refuse (412) a write whose If-Match is not the current version of `what`.
+
+    No If-Match: unconditional. `If-Match: *`: the resource must exist. Call it directly
+    before the synchronous write, with no await in between, so nothing can change the
+    resource after the check (the emulator serves requests on one asyncio loop).
+    """
+    wanted = request.headers.get("If-Match")
+    if wanted is None:
+        return
+    tags = {t.strip() for t in wanted.split(",") if t.strip()}
+    if current is None:
+        raise ApiError(
+            412,
+            "PreconditionFailed",
+            f"{what} does not exist, but the request requires it to (If-Match: {wanted}). "
+            "Nothing was changed; read it again and retry.",
+        )
+    tag = etag_of(current)
+    if "*" in tags or tag in tags or tag.strip('"') in tags:
+        return
+    raise ApiError(
+        412,
+        "PreconditionFailed",
+        f"{what} has changed since it was read: If-Match {wanted} is not its current ETag "
+        f"{tag}. Nothing was changed; read it again (GET) and retry the change on what it "
+        "is now.",
+    )
+
+
+def _current(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return read()
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 # workspace
 
 
@@ -121,21 +197,24 @@ async def operation_result(request: Request, emulator: Emulator) -> Response:
 
 
 async def list_endpoints(request: Request, emulator: Emulator) -> Response:
-    return _listing(emulator.list_endpoints())
+    return _listing([_with_etag(d) for d in emulator.list_endpoints()])
 
 
 async def get_endpoint(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.get_endpoint(request.path_params["endpoint"]))
+    return _resource(emulator.get_endpoint(request.path_params["endpoint"]))
 
 
 async def put_endpoint(request: Request, emulator: Emulator) -> Response:
     body = await _json(request)
     name = request.path_params["endpoint"]
+    # No await from the check to the write: nothing else runs in between.
+    current = _current(lambda: emulator.get_endpoint(name))
+    _check_if_match(request, current, f"Endpoint '{name}'")
     if request.method == "PATCH":
         doc, op_id, created = emulator.patch_endpoint(name, body)
     else:
         doc, op_id, created = emulator.put_endpoint(name, body)
-    return JSONResponse(
+    return _resource(
         doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
     )
 
@@ -169,22 +248,27 @@ async def get_token(request: Request, emulator: Emulator) -> Response:
 
 
 async def list_deployments(request: Request, emulator: Emulator) -> Response:
-    return _listing(emulator.list_deployments(request.path_params["endpoint"]))
+    docs = emulator.list_deployments(request.path_params["endpoint"])
+    return _listing([_with_etag(d) for d in docs])
 
 
 async def get_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return JSONResponse(emulator.get_deployment(p["endpoint"], p["deployment"]))
+    return _resource(emulator.get_deployment(p["endpoint"], p["deployment"]))
 
 
 async def put_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
     body = await _json(request)
+    # No await from the check to the write: nothing else runs in between.
+    current = _current(lambda: emulator.get_deployment(p["endpoint"], p["deployment"]))
+    what = f"Deployment '{p['deployment']}' of endpoint '{p['endpoint']}'"
+    _check_if_match(request, current, what)
     if request.method == "PATCH":
         doc, op_id, created = emulator.patch_deployment(p["endpoint"], p["deployment"], body)
     else:
         doc, op_id, created = emulator.put_deployment(p["endpoint"], p["deployment"], body)
-    return JSONResponse(
+    return _resource(
         doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
     )
 

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from azure.ai.ml import MLClient
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 
+from rollout.conditions import IfMatchPolicy
 from rollout.errors import ServiceError
 
 _REPO = Path(__file__).resolve().parent.parent
@@ -82,6 +84,15 @@ class Workspace:
         """Identifies the workspace in the audit log and in caches."""
         return f"{self.subscription_id}/{self.resource_group}/{self.workspace_name}"
 
+    def resource_path(self, endpoint: str, deployment: str | None = None) -> str:
+        """The ARM path of an online endpoint, or of one of its deployments."""
+        path = (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.workspace_name}"
+            f"/onlineEndpoints/{endpoint}"
+        )
+        return path if deployment is None else f"{path}/deployments/{deployment}"
+
 
 def _emulator_command(
     *args: str, state_dir: Path | None, timeout: float
@@ -115,9 +126,17 @@ def emulator_facts(
 
 
 def connect_emulator(
-    state_dir: Path | None = None, *, start: bool = True, facts: EmulatorFacts | None = None
+    state_dir: Path | None = None,
+    *,
+    start: bool = True,
+    facts: EmulatorFacts | None = None,
+    per_call_policies: Sequence[Any] = (),
 ) -> Workspace:
-    """A Workspace on the local emulator, through the unchanged azure-ai-ml MLClient."""
+    """A Workspace on the local emulator, through the unchanged azure-ai-ml MLClient.
+
+    `per_call_policies` are more azure-core policies for the client's pipelines, after the
+    If-Match policy every Workspace has.
+    """
     facts = facts or emulator_facts(state_dir, start=start)
     credential = StaticTokenCredential(facts.token)
     url = facts.arm_url.rstrip("/")
@@ -141,6 +160,8 @@ def connect_emulator(
         connection_verify=facts.ca_cert,
         enable_telemetry=False,
         show_progress=False,
+        # MLClient hands its keyword arguments to every REST client's azure-core pipeline.
+        per_call_policies=[IfMatchPolicy(), *per_call_policies],
     )
     return Workspace(
         kind="emulator",
@@ -178,6 +199,7 @@ def connect_azure(
         cloud=os.environ.get("BLUEGREEN_AZURE_CLOUD", "AzureCloud"),
         enable_telemetry=os.environ.get("BLUEGREEN_AZURE_TELEMETRY") == "1",
         show_progress=False,
+        per_call_policies=[IfMatchPolicy()],
     )
     return Workspace(
         kind="azure",
