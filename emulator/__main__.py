@@ -126,7 +126,8 @@ def _start(
         return 0
     except server.NotRunning:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the state directory and emulator.log are its owner's only, as in serve
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = state_dir / "emulator.log"
     command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]

@@ -30,6 +30,7 @@ from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from emulator import arm, monitor, scoring
+from emulator.privacy import make_private
 from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
 from emulator.store import Store
 from emulator.tls import ensure_tls
@@ -122,8 +123,13 @@ def serve(
     retention_days: float | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # The state holds endpoint keys, the token secret and the TLS keys: everything this
+    # process creates from here on (SQLite's -wal and -shm, logs, instances' files) is
+    # for its owner only, and what an earlier version left readable is fixed below.
+    os.umask(0o077)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _lock(state_dir):
+        make_private(state_dir)
         tls = ensure_tls(state_dir)
         token = arm_token(state_dir)
         info_path = state_dir / "server.json"

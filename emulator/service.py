@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlparse
 
 from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, Probe, tail_file
 from emulator.monitor import Sampler
+from emulator.privacy import make_private
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
 from emulator.store import Doc, Store
@@ -916,6 +917,7 @@ class Emulator:
                         )
                     shutil.copytree(source, target)
                     local = str(target)
+                make_private(target)  # copies keep their source's modes
             else:
                 local = existing["_local"]
         now = _now()
