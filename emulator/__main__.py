@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
             help="scoring request body limit in MiB (default 100; kept in the state directory)",
         )
         sub.add_argument(
+            "--max-response-mb",
+            type=float,
+            help="largest scoring answer relayed, in MiB; larger ones are 502 "
+            "(default 100; kept in the state directory)",
+        )
+        sub.add_argument(
             "--retention-days",
             type=float,
             help="days of metrics the request log keeps (default 7; kept in the state directory)",
@@ -82,13 +88,14 @@ def main(argv: list[str] | None = None) -> int:
                 args.port,
                 max_body_mb=args.max_body_mb,
                 retention_days=args.retention_days,
+                max_response_mb=args.max_response_mb,
             )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0
     if args.command == "start":
-        return _start(state_dir, args.port, args.max_body_mb, args.retention_days)
+        return _start(state_dir, args.port, args)
     if args.command == "status":
         try:
             facts = server.status(state_dir)
@@ -117,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _start(
-    state_dir: Path, port: int, max_body_mb: float | None, retention_days: float | None
-) -> int:
+def _start(state_dir: Path, port: int, args: argparse.Namespace) -> int:
     try:
         facts = server.status(state_dir, timeout=2.0)
         print(f"emulator already running (pid {facts.pid}) at {facts.arm_url}")
@@ -131,10 +136,10 @@ def _start(
     log_path = state_dir / "emulator.log"
     command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]
-    if max_body_mb is not None:
-        command += ["--max-body-mb", str(max_body_mb)]
-    if retention_days is not None:
-        command += ["--retention-days", str(retention_days)]
+    for flag in ("max_body_mb", "retention_days", "max_response_mb"):
+        value = getattr(args, flag)
+        if value is not None:
+            command += [f"--{flag.replace('_', '-')}", str(value)]
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             command,

@@ -121,6 +121,7 @@ def serve(
     *,
     max_body_mb: float | None = None,
     retention_days: float | None = None,
+    max_response_mb: float | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
     # The state holds endpoint keys, the token secret and the TLS keys: everything this
@@ -148,9 +149,14 @@ def serve(
         socket_dir.mkdir(mode=0o700)
         emulator = Emulator(state_dir, socket_dir)
         emulator.base_url = base_url
-        if max_body_mb is not None:
-            emulator.max_body_bytes = int(max_body_mb * 2**20)
-            emulator.store.set_meta("max_body_bytes", str(emulator.max_body_bytes))
+        # Limits given in MiB are kept in the state directory, in bytes, for the next start.
+        for attribute, mib in (
+            ("max_body_bytes", max_body_mb),
+            ("max_response_bytes", max_response_mb),
+        ):
+            if mib is not None:
+                setattr(emulator, attribute, int(mib * 2**20))
+                emulator.store.set_meta(attribute, str(getattr(emulator, attribute)))
         if retention_days is not None:
             emulator.requests.retention_days = retention_days
             emulator.store.set_meta("retention_days", str(retention_days))

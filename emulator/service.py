@@ -147,6 +147,9 @@ class Emulator:
         self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
         self.sampler = Sampler(self)
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
+        self.max_response_bytes = int(
+            self._meta_default("max_response_bytes", lambda: str(100 * 2**20))
+        )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
