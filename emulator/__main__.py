@@ -62,6 +62,18 @@ def main(argv: list[str] | None = None) -> int:
             "(default 100; kept in the state directory)",
         )
         sub.add_argument(
+            "--instance-memory-mb",
+            type=float,
+            help="memory (RSS) an instance may use before it is restarted, in MiB "
+            "(default 2048; kept in the state directory)",
+        )
+        sub.add_argument(
+            "--instance-log-mb",
+            type=float,
+            help="size of each deployment log file before it rotates, in MiB; 5 files are "
+            "kept (default 10; kept in the state directory)",
+        )
+        sub.add_argument(
             "--retention-days",
             type=float,
             help="days of metrics the request log keeps (default 7; kept in the state directory)",
@@ -89,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
                 max_body_mb=args.max_body_mb,
                 retention_days=args.retention_days,
                 max_response_mb=args.max_response_mb,
+                instance_memory_mb=args.instance_memory_mb,
+                instance_log_mb=args.instance_log_mb,
             )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -136,7 +150,13 @@ def _start(state_dir: Path, port: int, args: argparse.Namespace) -> int:
     log_path = state_dir / "emulator.log"
     command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]
-    for flag in ("max_body_mb", "retention_days", "max_response_mb"):
+    for flag in (
+        "max_body_mb",
+        "retention_days",
+        "max_response_mb",
+        "instance_memory_mb",
+        "instance_log_mb",
+    ):
         value = getattr(args, flag)
         if value is not None:
             command += [f"--{flag.replace('_', '-')}", str(value)]

@@ -20,11 +20,13 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emulator.logfile import LOG_FILES, RotatingLog, backup, pump
 from emulator.upstream import Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 _STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
+_LOG_DRAIN_S = 2.0
 
 
 class InitFailed(Exception):
@@ -56,6 +59,14 @@ class InstanceSpec:
             [self.code_dir, self.script, self.model_dir, self.env, self.max_concurrency]
         )
         return hashlib.sha256(raw.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class InstanceLimits:
+    """What one instance may use: memory (RSS), and the size of each deployment log file."""
+
+    memory_bytes: int = 2 * 2**30
+    log_bytes: int = 10 * 2**20
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,7 @@ class Instance:
     in_flight: int = 0
     restarts: int = 0
     started_at: float = field(default_factory=time.time)
+    log_pump: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -96,8 +108,16 @@ class Instance:
 class DeploymentPool:
     """The instances of one deployment and the supervision that keeps them alive."""
 
-    def __init__(self, spec: InstanceSpec, *, socket_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        spec: InstanceSpec,
+        *,
+        socket_dir: Path,
+        log_path: Path,
+        limits: InstanceLimits = InstanceLimits(),
+    ) -> None:
         self.spec = spec
+        self.limits = limits
         self.instances: list[Instance] = []
         self.desired = 0
         self.pending = 0
@@ -106,6 +126,7 @@ class DeploymentPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._socket_dir = socket_dir
         self._log_path = log_path
+        self._log = RotatingLog(log_path, max_bytes=limits.log_bytes, files=LOG_FILES)
         self._ids = itertools.count()
         self._rr = itertools.count()
         self._lock = asyncio.Lock()
@@ -207,8 +228,7 @@ class DeploymentPool:
 
     def write_log(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self._log_path, "a", encoding="utf-8") as f:
-            f.write(f"{stamp} emulator INFO {message}\n")
+        self._log.write(f"{stamp} emulator INFO {message}\n".encode())
 
     # internals
 
@@ -253,7 +273,9 @@ class DeploymentPool:
         env = dict(os.environ)
         env.update(dict(spec.env))
         env["PYTHONUNBUFFERED"] = "1"
-        log_file = open(self._log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
+        # The child's output goes through a pipe to a rotating log (see emulator.logfile).
+        # Both ends are non-inheritable, so no other child holds the write end open.
+        read_end, write_end = os.pipe()
         try:
             instance.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -272,19 +294,27 @@ class DeploymentPool:
                 "--max-concurrency",
                 str(spec.max_concurrency),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
+                stdout=write_end,
+                stderr=write_end,
                 env=env,
                 cwd=str(_PACKAGE_PARENT),
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
-            log_file.close()
+            os.close(write_end)
+        instance.log_pump = threading.Thread(
+            target=pump, args=(read_end, self._log), name=f"log-{instance.id}", daemon=True
+        )
+        instance.log_pump.start()
         instance.started_at = time.time()
         process = instance.process
         deadline = time.monotonic() + self.liveness.startup_deadline
         while time.monotonic() < deadline:
             if process.returncode is not None:
+                await self._drain_log(instance)
                 raise InitFailed(
                     f"instance {instance.id} of deployment '{spec.deployment}' exited with code "
                     f"{process.returncode} before it was ready:\n{self.log_tail(15)}"
@@ -298,6 +328,12 @@ class DeploymentPool:
             f"instance {instance.id} of deployment '{spec.deployment}' was not ready after "
             f"{self.liveness.startup_deadline:.0f} s"
         )
+
+    async def _drain_log(self, instance: Instance) -> None:
+        """Wait until a dead instance's last output is in the log (bounded: a grandchild
+        it started may hold the pipe open)."""
+        if instance.log_pump is not None:
+            await asyncio.to_thread(instance.log_pump.join, _LOG_DRAIN_S)
 
     def _watch(self, instance: Instance) -> None:
         for job, name in (
@@ -377,6 +413,7 @@ class DeploymentPool:
                 return
             instance.ready = instance.launched = False
             instance.restarts += 1
+            await self._drain_log(instance)
             self.write_log(
                 f"instance {instance.id} (pid {process.pid}) exited with code {code}; "
                 f"restarting it (restart {instance.restarts})"
@@ -418,7 +455,21 @@ class DeploymentPool:
 
 
 def tail_file(path: Path, lines: int) -> str:
-    """The last `lines` lines of a text file ('' when it does not exist)."""
+    """The last `lines` lines of a log ('' when it does not exist).
+
+    When the current file has fewer lines (it was just rotated), the rest come from
+    the previous file.
+    """
+    text = _tail(path, lines)
+    have = len(text.splitlines())
+    if have < lines:
+        earlier = _tail(backup(path, 1), lines - have)
+        if earlier:
+            text = f"{earlier}\n{text}" if text else earlier
+    return text
+
+
+def _tail(path: Path, lines: int) -> str:
     if lines <= 0:
         return ""
     try:

@@ -122,6 +122,8 @@ def serve(
     max_body_mb: float | None = None,
     retention_days: float | None = None,
     max_response_mb: float | None = None,
+    instance_memory_mb: float | None = None,
+    instance_log_mb: float | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
     # The state holds endpoint keys, the token secret and the TLS keys: everything this
@@ -153,6 +155,8 @@ def serve(
         for attribute, mib in (
             ("max_body_bytes", max_body_mb),
             ("max_response_bytes", max_response_mb),
+            ("instance_memory_bytes", instance_memory_mb),
+            ("instance_log_bytes", instance_log_mb),
         ):
             if mib is not None:
                 setattr(emulator, attribute, int(mib * 2**20))

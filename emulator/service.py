@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, Probe, tail_file
+from emulator.instances import (
+    DeploymentPool,
+    InitFailed,
+    InstanceLimits,
+    InstanceSpec,
+    Probe,
+    tail_file,
+)
+from emulator.logfile import remove_log
 from emulator.monitor import Sampler
 from emulator.privacy import make_private
 from emulator.requestlog import RequestLog
@@ -149,6 +157,13 @@ class Emulator:
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
         self.max_response_bytes = int(
             self._meta_default("max_response_bytes", lambda: str(100 * 2**20))
+        )
+        defaults = InstanceLimits()
+        self.instance_memory_bytes = int(
+            self._meta_default("instance_memory_bytes", lambda: str(defaults.memory_bytes))
+        )
+        self.instance_log_bytes = int(
+            self._meta_default("instance_log_bytes", lambda: str(defaults.log_bytes))
         )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
@@ -720,6 +735,7 @@ class Emulator:
                 spec,
                 socket_dir=self.socket_dir,
                 log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
+                limits=InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
             )
             runtime = DeploymentRuntime(name, 5000, 1, pool)
             self.deployments[key] = runtime
@@ -802,7 +818,7 @@ class Emulator:
             self.store.update_endpoint(endpoint_doc)
             self._set_route(endpoint_doc)
         for suffix in (".log", ".storage.log"):
-            (self._logs_dir(endpoint) / f"{name.lower()}{suffix}").unlink(missing_ok=True)
+            remove_log(self._logs_dir(endpoint) / f"{name.lower()}{suffix}")
         self.finish_operation(op_id)
 
     def get_logs(self, endpoint: str, name: str, body: Doc) -> Doc:

@@ -1,7 +1,8 @@
 """The emulator's own bounds: what a heavy score.py can make it hold in memory or on disk.
 
-The emulator of this module relays answers up to 8 MiB; its deployments run
-tests/emulator/fixtures/bounds/score.py, which answers as big as asked.
+The emulator of this module relays answers up to 8 MiB and rotates deployment logs at
+256 KiB; its deployments run tests/emulator/fixtures/bounds/score.py, which answers,
+logs and allocates as much as asked.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ MIB = 2**20
 @pytest.fixture(scope="module")
 def plane(emulator_factory: Callable[[str], RunningEmulator], examples: Path) -> Iterator[Plane]:
     running = emulator_factory("bounds")
-    running.start(args=("--max-response-mb", "8"))
+    running.start(args=("--max-response-mb", "8", "--instance-log-mb", "0.25"))
     p = Plane(running, examples)
     p.endpoint(ENDPOINT)
     p.deploy(ENDPOINT, "blue", code="bounds")
@@ -105,3 +106,35 @@ def test_a_mirrored_answer_over_the_limit_is_dropped_unread(plane: Plane) -> Non
         assert rss.peak - rss.before < 300 * MIB
     finally:
         plane.traffic(ENDPOINT, {"blue": 100})
+
+
+def test_a_chatty_score_py_leaves_rotated_logs_of_bounded_size(plane: Plane) -> None:
+    for _ in range(6):
+        response = plane.score(ENDPOINT, {"log_lines": 2000, "line_kb": 1}, deployment="green")
+        assert response.status_code == 200
+    # One line of 1 MiB is cut to 16 KiB, with a note of what was dropped.
+    assert plane.score(ENDPOINT, {"log_lines": 1, "line_kb": 1024}, deployment="green").is_success
+    folder = plane.emulator.state_dir / "logs" / ENDPOINT
+
+    def files() -> list[Path]:
+        return sorted(folder.glob("green.log*"))
+
+    def cut_line_written() -> bool:
+        return any(b"more bytes of this line dropped" in f.read_bytes() for f in files())
+
+    deadline = time.monotonic() + 20
+    while not cut_line_written() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    sizes = {f.name: f.stat().st_size for f in files()}
+    print(f"green's log files after ~12 MiB of output: {sizes}")
+    assert set(sizes) <= {"green.log", *(f"green.log.{n}" for n in range(1, 5))}
+    assert len(sizes) == 5
+    # Each file is at most its limit plus one batch of whole lines (64 KiB + one line).
+    assert all(size <= 256 * 1024 + 100 * 1024 for size in sizes.values())
+    assert cut_line_written()
+    lines = [line for f in files() for line in f.read_bytes().splitlines()]
+    assert max(len(line) for line in lines) < 16 * 1024 + 100
+    # getLogs still reads the end of the log, across a rotation.
+    tail = plane.ml.online_deployments.get_logs("green", ENDPOINT, lines=30)
+    assert "line 1999" in tail or "more bytes of this line dropped" in tail
+    assert len(tail.splitlines()) == 30
