@@ -26,6 +26,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
+
 from emulator.logfile import LOG_FILES, RotatingLog, backup, pump
 from emulator.upstream import Upstream, UpstreamError
 
@@ -35,6 +37,9 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 _STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
 _LOG_DRAIN_S = 2.0
+# How often an instance's memory is read; an allocation faster than the limit per
+# period can overshoot before the kill, as it can before a cgroup's OOM kill reacts.
+_MEMORY_PERIOD_S = 0.5
 
 
 class InitFailed(Exception):
@@ -340,6 +345,7 @@ class DeploymentPool:
             (self._supervise(instance), "watch"),
             (self._liveness(instance), "liveness"),
             (self._readiness(instance), "readiness"),
+            (self._memory(instance), "memory"),
         ):
             task = asyncio.create_task(job, name=f"{name}-{instance.id}")
             self._watchers.add(task)
@@ -374,6 +380,32 @@ class DeploymentPool:
                 f"instance {instance.id} (pid {process.pid}) failed its liveness probe "
                 f"{self.liveness.failure_threshold} times in a row; replacing it"
             )
+            instance.ready = instance.launched = False
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+    async def _memory(self, instance: Instance) -> None:
+        """Kill an instance whose resident memory is over its limit; the supervisor restarts
+        it. Azure's instances run in containers with a memory limit, and one over it is
+        OOM-killed and restarted; the emulator's instances share the machine, so it watches.
+        """
+        limit = self.limits.memory_bytes
+        while not instance.retired:
+            await asyncio.sleep(_MEMORY_PERIOD_S)
+            process = instance.process
+            if process is None or process.returncode is not None or not instance.launched:
+                continue
+            try:
+                used = psutil.Process(process.pid).memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if used <= limit or instance.retired:
+                continue
+            self.write_log(
+                f"instance {instance.id} used {used / 2**20:.0f} MiB, over its limit of "
+                f"{limit / 2**20:g} MiB; restarted"
+            )
+            log.warning("instance %s is over its memory limit; restarting it", instance.id)
             instance.ready = instance.launched = False
             with contextlib.suppress(ProcessLookupError):
                 process.kill()

@@ -1,12 +1,13 @@
 """The emulator's own bounds: what a heavy score.py can make it hold in memory or on disk.
 
-The emulator of this module relays answers up to 8 MiB and rotates deployment logs at
-256 KiB; its deployments run tests/emulator/fixtures/bounds/score.py, which answers,
-logs and allocates as much as asked.
+The emulator of this module relays answers up to 8 MiB, rotates deployment logs at
+256 KiB and restarts an instance over 1 GiB of memory; its deployments run
+tests/emulator/fixtures/bounds/score.py, which answers, logs and allocates as asked.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ import pytest
 
 from emulator.requestlog import DROPPED
 from tests.conftest import RunningEmulator
-from tests.emulator.test_data_plane import Plane
+from tests.emulator.test_data_plane import Plane, _workers, wait_until
 
 ENDPOINT = "bounds-ep"
 MIB = 2**20
@@ -26,7 +27,16 @@ MIB = 2**20
 @pytest.fixture(scope="module")
 def plane(emulator_factory: Callable[[str], RunningEmulator], examples: Path) -> Iterator[Plane]:
     running = emulator_factory("bounds")
-    running.start(args=("--max-response-mb", "8", "--instance-log-mb", "0.25"))
+    running.start(
+        args=(
+            "--max-response-mb",
+            "8",
+            "--instance-log-mb",
+            "0.25",
+            "--instance-memory-mb",
+            "1024",
+        )
+    )
     p = Plane(running, examples)
     p.endpoint(ENDPOINT)
     p.deploy(ENDPOINT, "blue", code="bounds")
@@ -138,3 +148,20 @@ def test_a_chatty_score_py_leaves_rotated_logs_of_bounded_size(plane: Plane) -> 
     tail = plane.ml.online_deployments.get_logs("green", ENDPOINT, lines=30)
     assert "line 1999" in tail or "more bytes of this line dropped" in tail
     assert len(tail.splitlines()) == 30
+
+
+def test_an_instance_over_its_memory_limit_is_restarted_and_says_so_in_the_log(
+    plane: Plane,
+) -> None:
+    (before,) = _workers(plane, ENDPOINT, "blue")
+    # It keeps 1.5 GiB and sleeps: the emulator kills it before it answers.
+    response = plane.score(ENDPOINT, {"hold_mb": 1536, "sleep": 4}, deployment="blue")
+    assert response.status_code in (502, 503), response.text
+    after = wait_until(
+        lambda: [p for p in _workers(plane, ENDPOINT, "blue") if p.pid != before.pid],
+        what="a new blue instance",
+    )
+    assert len(after) == 1
+    tail = plane.ml.online_deployments.get_logs("blue", ENDPOINT, lines=200)
+    assert re.search(r"instance blue-\S+ used \d+ MiB, over its limit of 1024 MiB; restarted", tail)
+    assert wait_until(lambda: plane.score(ENDPOINT, {}).status_code == 200, what="blue serving")
