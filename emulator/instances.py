@@ -481,6 +481,8 @@ class DeploymentPool:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+        # Its last output is written before the deployment's log may be deleted.
+        await self._drain_log(instance)
         await instance.upstream.aclose()
         with contextlib.suppress(FileNotFoundError):
             instance.socket.unlink()
