@@ -56,6 +56,24 @@ def main(argv: list[str] | None = None) -> int:
             help="scoring request body limit in MiB (default 100; kept in the state directory)",
         )
         sub.add_argument(
+            "--max-response-mb",
+            type=float,
+            help="largest scoring answer relayed, in MiB; larger ones are 502 "
+            "(default 100; kept in the state directory)",
+        )
+        sub.add_argument(
+            "--instance-memory-mb",
+            type=float,
+            help="memory (RSS) an instance may use before it is restarted, in MiB "
+            "(default 2048; kept in the state directory)",
+        )
+        sub.add_argument(
+            "--instance-log-mb",
+            type=float,
+            help="size of each deployment log file before it rotates, in MiB; 5 files are "
+            "kept (default 10; kept in the state directory)",
+        )
+        sub.add_argument(
             "--retention-days",
             type=float,
             help="days of metrics the request log keeps (default 7; kept in the state directory)",
@@ -89,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
                 max_body_mb=args.max_body_mb,
                 retention_days=args.retention_days,
                 max_asset_mb=args.max_asset_mb,
+                max_response_mb=args.max_response_mb,
+                instance_memory_mb=args.instance_memory_mb,
+                instance_log_mb=args.instance_log_mb,
             )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -131,15 +152,22 @@ def _start(state_dir: Path, port: int, args: argparse.Namespace) -> int:
         return 0
     except server.NotRunning:
         pass
-    state_dir.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the state directory and emulator.log are its owner's only, as in serve
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     log_path = state_dir / "emulator.log"
     command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]
-    # The settings `start` shares with `serve` pass through unchanged.
-    for option in ("max_body_mb", "retention_days", "max_asset_mb"):
-        value = getattr(args, option)
+    for flag in (
+        "max_body_mb",
+        "retention_days",
+        "max_response_mb",
+        "instance_memory_mb",
+        "instance_log_mb",
+        "max_asset_mb",
+    ):
+        value = getattr(args, flag)
         if value is not None:
-            command += [f"--{option.replace('_', '-')}", str(value)]
+            command += [f"--{flag.replace('_', '-')}", str(value)]
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             command,

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlparse
 
 from emulator import bodies
 from emulator.errors import ApiError
+from emulator.privacy import make_private
 
 DEFAULT_MAX_ASSET_MB = 2048.0
 _READ_BLOCK = 1 << 20
@@ -97,6 +98,7 @@ class AssetFiles:
                 if not source.is_dir():
                     raise bodies.bad(f"code: {source} is not a directory")
                 shutil.copytree(source, staging)
+            make_private(staging)  # copies keep their source's modes otherwise
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.exists():
                 shutil.rmtree(target)

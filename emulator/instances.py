@@ -20,11 +20,15 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
+
+from emulator.logfile import LOG_FILES, RotatingLog, backup, pump
 from emulator.upstream import Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -36,6 +40,10 @@ _MAX_RESTART_BACKOFF_S = 30.0
 # socket paths fit AF_UNIX's 108 bytes. Longer names become a 10-character tag, "-", the
 # emulator's pid (Linux's pid_max is at most 2**22: 7 digits) and ".sock" (23 at most).
 SOCKET_NAME_MAX = 40
+_LOG_DRAIN_S = 2.0
+# How often an instance's memory is read; an allocation faster than the limit per
+# period can overshoot before the kill, as it can before a cgroup's OOM kill reacts.
+_MEMORY_PERIOD_S = 0.5
 
 
 class InitFailed(Exception):
@@ -60,6 +68,14 @@ class InstanceSpec:
             [self.code_dir, self.script, self.model_dir, self.env, self.max_concurrency]
         )
         return hashlib.sha256(raw.encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class InstanceLimits:
+    """What one instance may use: memory (RSS), and the size of each deployment log file."""
+
+    memory_bytes: int = 2 * 2**30
+    log_bytes: int = 10 * 2**20
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,7 @@ class Instance:
     in_flight: int = 0
     restarts: int = 0
     started_at: float = field(default_factory=time.time)
+    log_pump: threading.Thread | None = None
 
     @property
     def pid(self) -> int | None:
@@ -100,8 +117,16 @@ class Instance:
 class DeploymentPool:
     """The instances of one deployment and the supervision that keeps them alive."""
 
-    def __init__(self, spec: InstanceSpec, *, socket_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self,
+        spec: InstanceSpec,
+        *,
+        socket_dir: Path,
+        log_path: Path,
+        limits: InstanceLimits = InstanceLimits(),
+    ) -> None:
         self.spec = spec
+        self.limits = limits
         self.instances: list[Instance] = []
         self.desired = 0
         self.pending = 0
@@ -112,6 +137,7 @@ class DeploymentPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._socket_dir = socket_dir
         self._log_path = log_path
+        self._log = RotatingLog(log_path, max_bytes=limits.log_bytes, files=LOG_FILES)
         self._ids = itertools.count()
         self._rr = itertools.count()
         self._lock = asyncio.Lock()
@@ -215,14 +241,14 @@ class DeploymentPool:
         async with self._lock:
             await self._stop_instances(list(self.instances))
             self.instances.clear()
+            self._log.close()
 
     def log_tail(self, lines: int) -> str:
         return tail_file(self._log_path, lines)
 
     def write_log(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        with open(self._log_path, "a", encoding="utf-8") as f:
-            f.write(f"{stamp} emulator INFO {message}\n")
+        self._log.write(f"{stamp} emulator INFO {message}\n".encode())
 
     # internals
 
@@ -272,7 +298,9 @@ class DeploymentPool:
         env = dict(os.environ)
         env.update(dict(spec.env))
         env["PYTHONUNBUFFERED"] = "1"
-        log_file = open(self._log_path, "ab")  # noqa: SIM115 - the child keeps its own copy
+        # The child's output goes through a pipe to a rotating log (see emulator.logfile).
+        # Both ends are non-inheritable, so no other child holds the write end open.
+        read_end, write_end = os.pipe()
         try:
             instance.process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -294,19 +322,27 @@ class DeploymentPool:
                 "--parent-pid",
                 str(os.getpid()),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=log_file,
+                stdout=write_end,
+                stderr=write_end,
                 env=env,
                 cwd=str(_PACKAGE_PARENT),
                 start_new_session=True,
             )
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
-            log_file.close()
+            os.close(write_end)
+        instance.log_pump = threading.Thread(
+            target=pump, args=(read_end, self._log), name=f"log-{instance.id}", daemon=True
+        )
+        instance.log_pump.start()
         instance.started_at = time.time()
         process = instance.process
         deadline = time.monotonic() + self.liveness.startup_deadline
         while time.monotonic() < deadline:
             if process.returncode is not None:
+                await self._drain_log(instance)
                 raise InitFailed(
                     f"instance {instance.id} of deployment '{spec.deployment}' exited with code "
                     f"{process.returncode} before it was ready:\n{self.log_tail(15)}"
@@ -321,11 +357,18 @@ class DeploymentPool:
             f"{self.liveness.startup_deadline:.0f} s"
         )
 
+    async def _drain_log(self, instance: Instance) -> None:
+        """Wait until a dead instance's last output is in the log (bounded: a grandchild
+        it started may hold the pipe open)."""
+        if instance.log_pump is not None:
+            await asyncio.to_thread(instance.log_pump.join, _LOG_DRAIN_S)
+
     def _watch(self, instance: Instance) -> None:
         for job, name in (
             (self._supervise(instance), "watch"),
             (self._liveness(instance), "liveness"),
             (self._readiness(instance), "readiness"),
+            (self._memory(instance), "memory"),
         ):
             task = asyncio.create_task(job, name=f"{name}-{instance.id}")
             self._watchers.add(task)
@@ -360,6 +403,32 @@ class DeploymentPool:
                 f"instance {instance.id} (pid {process.pid}) failed its liveness probe "
                 f"{self.liveness.failure_threshold} times in a row; replacing it"
             )
+            instance.ready = instance.launched = False
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+
+    async def _memory(self, instance: Instance) -> None:
+        """Kill an instance whose resident memory is over its limit; the supervisor restarts
+        it. Azure's instances run in containers with a memory limit, and one over it is
+        OOM-killed and restarted; the emulator's instances share the machine, so it watches.
+        """
+        limit = self.limits.memory_bytes
+        while not instance.retired:
+            await asyncio.sleep(_MEMORY_PERIOD_S)
+            process = instance.process
+            if process is None or process.returncode is not None or not instance.launched:
+                continue
+            try:
+                used = psutil.Process(process.pid).memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if used <= limit or instance.retired:
+                continue
+            self.write_log(
+                f"instance {instance.id} used {used / 2**20:.0f} MiB, over its limit of "
+                f"{limit / 2**20:g} MiB; restarted"
+            )
+            log.warning("instance %s is over its memory limit; restarting it", instance.id)
             instance.ready = instance.launched = False
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
@@ -399,6 +468,7 @@ class DeploymentPool:
                 return
             instance.ready = instance.launched = False
             instance.restarts += 1
+            await self._drain_log(instance)
             self.write_log(
                 f"instance {instance.id} (pid {process.pid}) exited with code {code}; "
                 f"restarting it (restart {instance.restarts})"
@@ -434,13 +504,29 @@ class DeploymentPool:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+        # Its last output is written before the deployment's log may be deleted.
+        await self._drain_log(instance)
         await instance.upstream.aclose()
         with contextlib.suppress(FileNotFoundError):
             instance.socket.unlink()
 
 
 def tail_file(path: Path, lines: int) -> str:
-    """The last `lines` lines of a text file ('' when it does not exist)."""
+    """The last `lines` lines of a log ('' when it does not exist).
+
+    When the current file has fewer lines (it was just rotated), the rest come from
+    the previous file.
+    """
+    text = _tail(path, lines)
+    have = len(text.splitlines())
+    if have < lines:
+        earlier = _tail(backup(path, 1), lines - have)
+        if earlier:
+            text = f"{earlier}\n{text}" if text else earlier
+    return text
+
+
+def _tail(path: Path, lines: int) -> str:
     if lines <= 0:
         return ""
     try:

@@ -11,6 +11,7 @@ Limits, as Azure documents them: a body over the size limit is 413; more than
 2 x max_concurrent_requests_per_instance x instance_count requests pending on a
 deployment is 429; a request still unanswered after request_timeout_ms (waiting
 for a free instance included) is 408; a model that fails or answers non-200 is 424.
+An answer over the response size limit is 502 and is never read into memory.
 Every request is recorded in the request log, off the request path.
 """
 
@@ -33,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from emulator.instances import DeploymentPool, Instance
 from emulator.requestlog import DROPPED
 from emulator.service import DeploymentRuntime, Emulator, EndpointRoute
-from emulator.upstream import Answer, Broken, NotReached
+from emulator.upstream import Answer, Broken, NotReached, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -138,10 +139,16 @@ async def _serve(
         return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'."), body
     if mirror_to is not None:
         _mirror(emulator, endpoint, mirror_to, body)
-    return await forward(runtime, body), body
+    return await forward(runtime, body, max_response_bytes=emulator.max_response_bytes), body
 
 
-async def forward(runtime: DeploymentRuntime, body: bytes, *, admitted: bool = False) -> Response:
+async def forward(
+    runtime: DeploymentRuntime,
+    body: bytes,
+    *,
+    max_response_bytes: int | None = None,
+    admitted: bool = False,
+) -> Response:
     """Send one scoring request to an instance of the deployment and translate the answer."""
     headers = {DEPLOYMENT_HEADER: runtime.name, "x-request-id": str(uuid.uuid4())}
     pool = runtime.pool
@@ -153,13 +160,13 @@ async def forward(runtime: DeploymentRuntime, body: bytes, *, admitted: bool = F
             **headers,
         )
     try:
-        return await _forward_admitted(runtime, body, headers)
+        return await _forward_admitted(runtime, body, headers, max_response_bytes)
     finally:
         pool.leave()
 
 
 async def _forward_admitted(
-    runtime: DeploymentRuntime, body: bytes, headers: dict[str, str]
+    runtime: DeploymentRuntime, body: bytes, headers: dict[str, str], limit: int | None
 ) -> Response:
     pool = runtime.pool
     loop = asyncio.get_running_loop()
@@ -180,7 +187,7 @@ async def _forward_admitted(
                 **headers,
             )
         tried.append(instance)
-        call = asyncio.ensure_future(_call(instance, body))
+        call = asyncio.ensure_future(_call(instance, body, limit))
         await asyncio.wait((call,), timeout=max(0.001, deadline - loop.time()))
         if not call.done():
             # The instance goes on with run() after the client got its 408, as a real
@@ -190,6 +197,20 @@ async def _forward_admitted(
             return _timeout(runtime, headers)
         try:
             answer = call.result()
+        except TooLarge as exc:
+            pool.release(instance)
+            # The model answered, but more than the front end relays. Azure documents no
+            # response limit; its front end is a gateway in front of the model's container,
+            # and a gateway that cannot relay its upstream's answer says 502 (Bad Gateway).
+            # Not 424: that is "the model answered non-200", with the model's status in
+            # headers, and this model answered 200.
+            return _error(
+                502,
+                f"The answer of deployment '{runtime.name}' (instance {instance.id}) has "
+                f"{exc.size / 2**20:.1f} MiB, over the response limit of "
+                f"{exc.limit / 2**20:g} MiB (--max-response-mb); it was dropped.",
+                **headers,
+            )
         except NotReached:
             pool.release(instance)
             # The instance never saw the request (it died, or is not listening yet):
@@ -224,9 +245,9 @@ async def _forward_admitted(
     return _error(503, f"Deployment '{runtime.name}' has no reachable instance.", **headers)
 
 
-async def _call(instance: Instance, body: bytes) -> Answer:
+async def _call(instance: Instance, body: bytes, limit: int | None) -> Answer:
     async with asyncio.timeout(_UPSTREAM_TIMEOUT_S):
-        return await instance.upstream.request("POST", "/score", body)
+        return await instance.upstream.request("POST", "/score", body, limit=limit)
 
 
 def _finish_late(pool: DeploymentPool, instance: Instance, call: asyncio.Future[Any]) -> None:
@@ -305,7 +326,10 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
     async def send() -> None:
         status, model_status, size = 500, None, 0
         try:
-            response = await forward(runtime, body, admitted=True)
+            # The mirror's answer is dropped, but it is held whole first: the same limit.
+            response = await forward(
+                runtime, body, max_response_bytes=emulator.max_response_bytes, admitted=True
+            )
             status, model_status, size = (
                 response.status_code,
                 _model_status(response),

@@ -33,6 +33,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from emulator import arm, monitor, scoring
 from emulator.instances import SOCKET_NAME_MAX
+from emulator.privacy import make_private
 from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
 from emulator.store import Store
 from emulator.tls import ensure_tls
@@ -126,10 +127,18 @@ def serve(
     max_body_mb: float | None = None,
     retention_days: float | None = None,
     max_asset_mb: float | None = None,
+    max_response_mb: float | None = None,
+    instance_memory_mb: float | None = None,
+    instance_log_mb: float | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    # The state holds endpoint keys, the token secret and the TLS keys: everything this
+    # process creates from here on (SQLite's -wal and -shm, logs, instances' files) is
+    # for its owner only, and what an earlier version left readable is fixed below.
+    os.umask(0o077)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _lock(state_dir):
+        make_private(state_dir)
         tls = ensure_tls(state_dir)
         token = arm_token(state_dir)
         info_path = state_dir / "server.json"
@@ -152,9 +161,16 @@ def serve(
         socket_dir = _socket_dir(state_dir)
         emulator = Emulator(state_dir, socket_dir)
         emulator.base_url = base_url
-        if max_body_mb is not None:
-            emulator.max_body_bytes = int(max_body_mb * 2**20)
-            emulator.store.set_meta("max_body_bytes", str(emulator.max_body_bytes))
+        # Limits given in MiB are kept in the state directory, in bytes, for the next start.
+        for attribute, mib in (
+            ("max_body_bytes", max_body_mb),
+            ("max_response_bytes", max_response_mb),
+            ("instance_memory_bytes", instance_memory_mb),
+            ("instance_log_bytes", instance_log_mb),
+        ):
+            if mib is not None:
+                setattr(emulator, attribute, int(mib * 2**20))
+                emulator.store.set_meta(attribute, str(getattr(emulator, attribute)))
         if retention_days is not None:
             emulator.requests.retention_days = retention_days
             emulator.store.set_meta("retention_days", str(retention_days))

@@ -28,7 +28,15 @@ from emulator import bodies
 from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles
 from emulator.bodies import parse_duration_ms
 from emulator.errors import ApiError
-from emulator.instances import DeploymentPool, InitFailed, InstanceSpec, Probe, tail_file
+from emulator.instances import (
+    DeploymentPool,
+    InitFailed,
+    InstanceLimits,
+    InstanceSpec,
+    Probe,
+    tail_file,
+)
+from emulator.logfile import remove_log
 from emulator.monitor import Sampler
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
@@ -111,6 +119,16 @@ class Emulator:
         max_asset = float(self._meta_default("max_asset_mb", lambda: str(DEFAULT_MAX_ASSET_MB)))
         self.assets = AssetFiles(state_dir, max_bytes=int(max_asset * 2**20))
         self._asset_lock = asyncio.Lock()
+        self.max_response_bytes = int(
+            self._meta_default("max_response_bytes", lambda: str(100 * 2**20))
+        )
+        defaults = InstanceLimits()
+        self.instance_memory_bytes = int(
+            self._meta_default("instance_memory_bytes", lambda: str(defaults.memory_bytes))
+        )
+        self.instance_log_bytes = int(
+            self._meta_default("instance_log_bytes", lambda: str(defaults.log_bytes))
+        )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
@@ -748,6 +766,7 @@ class Emulator:
                 self._spec(doc),
                 socket_dir=self.socket_dir,
                 log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
+                limits=InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
             )
             # Requests that come while the first instances start are admitted (429) and
             # timed out (408) as the deployment's settings say.
@@ -883,7 +902,7 @@ class Emulator:
             self.store.update_endpoint(endpoint_doc)
             self._set_route(endpoint_doc)
         for suffix in (".log", ".storage.log"):
-            (self._logs_dir(endpoint) / f"{name.lower()}{suffix}").unlink(missing_ok=True)
+            remove_log(self._logs_dir(endpoint) / f"{name.lower()}{suffix}")
         self.finish_operation(op_id)
 
     def get_logs(self, endpoint: str, name: str, body: Doc) -> Doc:

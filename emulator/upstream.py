@@ -25,6 +25,15 @@ class Broken(UpstreamError):
     """The connection broke after the request was sent, before a full answer."""
 
 
+class TooLarge(UpstreamError):
+    """The answer's body is over the caller's limit; it was not read."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the answer has {size} bytes, over the limit of {limit}")
+        self.size = size
+        self.limit = limit
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -43,20 +52,26 @@ class Upstream:
         self._idle: list[_Connection] = []
         self._max_idle = max_idle
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> Answer:
-        """One request; a stale idle connection is replaced once, transparently."""
+    async def request(
+        self, method: str, path: str, body: bytes = b"", *, limit: int | None = None
+    ) -> Answer:
+        """One request; a stale idle connection is replaced once, transparently.
+
+        An answer whose body is over `limit` bytes raises TooLarge without being read
+        (its connection is closed), so a huge answer never sits in the router's memory.
+        """
         while self._idle and self._idle[-1][0].at_eof():
             self._close(self._idle.pop()[1])  # closed by the instance while idle
         reused = bool(self._idle)
         connection = self._idle.pop() if reused else await self._open()
         try:
-            return await self._exchange(connection, method, path, body)
+            return await self._exchange(connection, method, path, body, limit)
         except _Stale:
             if not reused:
                 raise Broken("the instance closed the connection without answering") from None
             # An idle keep-alive connection the instance had closed: the request was not
             # read by anyone, so it is sent again on a fresh connection.
-            return await self._exchange(await self._open(), method, path, body)
+            return await self._exchange(await self._open(), method, path, body, limit)
 
     async def _open(self) -> _Connection:
         try:
@@ -65,7 +80,7 @@ class Upstream:
             raise NotReached(f"{type(exc).__name__}: {exc}") from exc
 
     async def _exchange(
-        self, connection: _Connection, method: str, path: str, body: bytes
+        self, connection: _Connection, method: str, path: str, body: bytes, limit: int | None
     ) -> Answer:
         reader, writer = connection
         head = (
@@ -94,8 +109,10 @@ class Upstream:
                     content_type = value.strip().decode("latin-1")
                 elif key == b"connection" and value.strip().lower() == b"close":
                     keep = False
+            if limit is not None and length > limit:
+                raise TooLarge(length, limit)
             payload = await reader.readexactly(length) if length else b""
-        except _Stale:
+        except (_Stale, TooLarge):
             self._close(writer)
             raise
         except (asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError) as exc:
