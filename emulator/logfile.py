@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from pathlib import Path
 from typing import BinaryIO
 
 LOG_FILES = 5
 MAX_LINE_BYTES = 16 * 1024
 _CHUNK = 64 * 1024
+_GATHER_S = 0.05
 
 
 class RotatingLog:
@@ -125,3 +127,8 @@ def pump(fd: int, log: RotatingLog, *, max_line: int = MAX_LINE_BYTES) -> None:
             take(rest, ends=False, out=out)
             if out:
                 log.write(b"".join(out))
+            if len(chunk) < _CHUNK:
+                # Drained: let output gather for a moment rather than wake for every line
+                # (a score.py that logs each request would cost the router a wake-up per
+                # request); a full pipe only makes the writing instance wait.
+                time.sleep(_GATHER_S)

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -84,9 +85,14 @@ def main(argv: list[str] | None = None) -> int:
 
     app = _ScoringApp(run, max_concurrency=args.max_concurrency)
     # The router keeps its connections open; the instance does not time them out.
+    # Bound here rather than by uvicorn, which makes a new socket file 0666: only the
+    # emulator's user may connect (the folder is private too).
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(args.socket)
+    os.chmod(args.socket, 0o600)
     config = uvicorn.Config(
         app,
-        uds=args.socket,
+        fd=listener.fileno(),
         log_level="warning",
         access_log=False,
         lifespan="off",
