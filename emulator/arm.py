@@ -62,17 +62,11 @@ def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 async def _json(request: Request) -> dict[str, Any]:
     """The body as a JSON object, read no further than the control plane's size limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > bodies.MAX_BODY_BYTES:
-        raise bodies.too_large(int(declared))
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > bodies.MAX_BODY_BYTES:
-            raise bodies.too_large(size)
-        chunks.append(chunk)
-    return bodies.parse_json(b"".join(chunks))
+    try:
+        raw = await bodies.read_limited(request, bodies.MAX_BODY_BYTES)
+    except bodies.TooLarge as exc:
+        raise bodies.too_large(exc.size) from exc
+    return bodies.parse_json(raw)
 
 
 def _lro_headers(request: Request, emulator: Emulator, op_id: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ may not. Whatever arrives, the answer is a 400 that names the resource, the fiel
 value (shown shortened), and nothing is stored: no request may reach the background work
 with a field of the wrong type, where it would fail after it was accepted. Azure's rules
 for traffic, names and instance counts stay in `rollout.rules`; this module is about shape.
+The bounded read of a body (`read_limited`) is shared with the scoring path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from starlette.requests import Request
 
 from emulator.errors import ApiError
 
@@ -61,6 +64,32 @@ def bad(message: str) -> ApiError:
 
 
 # the body as a whole
+
+
+class TooLarge(Exception):
+    """A request body over its limit; `size` is what was declared or read so far."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the request body has more than {size} bytes")
+        self.size = size
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """A request's body, read no further than `limit` bytes (TooLarge past it).
+
+    Both planes use it: the control plane with ARM's 4 MiB, scoring with --max-body-mb.
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(int(declared))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_json(raw: bytes) -> Doc:
@@ -169,15 +198,7 @@ class Fields:
             if required:
                 raise bad(f"{self._name(key)} of {self.what} is required")
             return None
-        if not isinstance(value, str):
-            raise bad(f"{self._name(key)} of {self.what} must be a string, got {show(value)}")
-        if len(value) > max_len:
-            raise bad(
-                f"{self._name(key)} of {self.what} is {len(value):,} characters long; "
-                f"at most {max_len:,} are allowed"
-            )
-        if "\x00" in value:
-            raise bad(f"{self._name(key)} of {self.what} contains a NUL character")
+        value = self._text(self._name(key), value, max_len)
         if choices is not None and value.lower() not in (c.lower() for c in choices):
             raise bad(
                 f"{self._name(key)} of {self.what} is {show(value)}; it must be one of "
@@ -235,16 +256,21 @@ class Fields:
             if not k or len(k) > max_key or (key_pattern and not key_pattern.match(k)):
                 rule = key_rule or f"1 to {max_key} characters"
                 raise bad(f"{name} of {self.what}: the name {show(k)} is not valid ({rule})")
-            if not isinstance(v, str):
-                raise bad(f"{name}[{k!r}] of {self.what} must be a string, got {show(v)}")
-            if len(v) > max_value:
-                raise bad(
-                    f"{name}[{k!r}] of {self.what} is {len(v):,} characters long; "
-                    f"at most {max_value:,}"
-                )
-            if "\x00" in v:
-                raise bad(f"{name}[{k!r}] of {self.what} contains a NUL character")
+            self._text(f"{name}[{k!r}]", v, max_value)
         return dict(value)
+
+    def _text(self, label: str, value: object, max_len: int) -> str:
+        """A string of at most `max_len` characters, without NUL."""
+        if not isinstance(value, str):
+            raise bad(f"{label} of {self.what} must be a string, got {show(value)}")
+        if len(value) > max_len:
+            raise bad(
+                f"{label} of {self.what} is {len(value):,} characters long; "
+                f"at most {max_len:,} are allowed"
+            )
+        if "\x00" in value:
+            raise bad(f"{label} of {self.what} contains a NUL character")
+        return value
 
 
 def _tags(body: Fields) -> None:

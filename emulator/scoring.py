@@ -31,6 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from emulator import bodies
 from emulator.instances import DeploymentPool, Instance
 from emulator.requestlog import DROPPED
 from emulator.service import DeploymentRuntime, Emulator, EndpointRoute
@@ -47,26 +48,8 @@ _CRASH_GRACE_S = 0.5
 _UPSTREAM_TIMEOUT_S = 200.0
 
 
-class _TooLarge(Exception):
-    pass
-
-
 def _error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse({"message": message}, status_code=status, headers=headers or None)
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def data_plane(app: ASGIApp, emulator: Emulator) -> ASGIApp:
@@ -119,8 +102,8 @@ async def _serve(
     if not emulator.authorize(route, credential.strip()):
         return _error(401, f"The key or token is not valid for endpoint '{endpoint}'."), b""
     try:
-        body = await _read_body(request, emulator.max_body_bytes)
-    except _TooLarge:
+        body = await bodies.read_limited(request, emulator.max_body_bytes)
+    except bodies.TooLarge:
         limit_mb = emulator.max_body_bytes / 2**20
         return _error(413, f"The request body is larger than the limit of {limit_mb:g} MiB."), b""
     except ClientDisconnect:
