@@ -293,12 +293,12 @@ def _asset_routes(kind: str) -> list[Route]:
         p = request.path_params
         if request.method == "PUT":
             body = await _json(request)
-            doc = await emulator.put_asset(kind, p["name"], p["version"], body)
+            doc = await emulator.assets.put(kind, p["name"], p["version"], body)
             return JSONResponse(doc, status_code=201)
-        return JSONResponse(emulator.get_asset(kind, p["name"], p["version"]))
+        return JSONResponse(emulator.assets.get(kind, p["name"], p["version"]))
 
     async def versions(request: Request, emulator: Emulator) -> Response:
-        return _listing(emulator.list_asset_versions(kind, request.path_params["name"]))
+        return _listing(emulator.assets.list_versions(kind, request.path_params["name"]))
 
     path = f"{WS}/{kind}/{{name}}/versions"
     return [

@@ -1,4 +1,7 @@
-"""The files of assets registered from local paths: where they go and how they are copied.
+"""Model, code and environment versions: the registry, and the files of local ones.
+
+`Assets` answers the asset routes (get, list, put) and resolves a deployment's asset
+references; `AssetFiles` owns the files.
 
 A model or code version registered with a local path (`file://` URI) is copied into
 `<state dir>/assets/<kind>/<name>/<version>`. Names and versions are checked before any
@@ -10,8 +13,10 @@ in a worker thread, never on the event loop, so a big model does not stall scori
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -20,6 +25,7 @@ from urllib.parse import unquote, urlparse
 from emulator import bodies
 from emulator.errors import ApiError
 from emulator.privacy import make_private
+from emulator.store import Doc, Store, utc_now
 
 DEFAULT_MAX_ASSET_MB = 2048.0
 _READ_BLOCK = 1 << 20
@@ -95,8 +101,6 @@ class AssetFiles:
                     destination.parent.mkdir(parents=True)
                     shutil.copy2(source, destination)
             else:
-                if not source.is_dir():
-                    raise bodies.bad(f"code: {source} is not a directory")
                 shutil.copytree(source, staging)
             make_private(staging)  # copies keep their source's modes otherwise
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -139,6 +143,116 @@ class AssetFiles:
                 "emulator's limit for one asset (python -m emulator serve --max-asset-mb N "
                 "raises it)",
             )
+
+
+class Assets:
+    """The workspace's asset versions, stored as the REST API serves them."""
+
+    def __init__(
+        self,
+        store: Store,
+        files: AssetFiles,
+        *,
+        workspace_path: str,
+        workspace: str,
+        resource_type: str,
+    ) -> None:
+        self.store = store
+        self.files = files
+        self.workspace_path = workspace_path
+        self.workspace = workspace
+        self.resource_type = resource_type  # "<provider>/workspaces"
+        self._lock = asyncio.Lock()
+
+    def resolve(self, kind: str, ref: object, *, what: str) -> Doc | None:
+        """The stored asset an ARM id (or azureml:name:version) points at."""
+        if not ref:
+            return None
+        text = str(ref)
+        match = re.search(rf"/{kind}/([^/]+)/versions/([^/]+)$", text, re.IGNORECASE)
+        if match is None:
+            short = re.match(r"^azureml:([^:/]+):([^:/]+)$", text)
+            if short is None:
+                raise ApiError(
+                    400,
+                    "BadArgument",
+                    f"{what}: {text!r} is not an asset registered in the emulator; register "
+                    "local files with `python -m emulator apply -f` (registry assets are not "
+                    "available offline)",
+                )
+            match = short
+        name, version = match.group(1), match.group(2)
+        doc = self.store.get_asset(kind, name, version)
+        if doc is None:
+            raise ApiError(
+                404,
+                "UserError",
+                f"{what}: {kind[:-1]} '{name}' version '{version}' is not registered in workspace "
+                f"'{self.workspace}'",
+            )
+        return doc
+
+    def get(self, kind: str, name: str, version: str) -> Doc:
+        doc = self.store.get_asset(kind, name, version)
+        if doc is None:
+            raise ApiError(
+                404,
+                "UserError",
+                f"{kind[:-1].capitalize()} '{name}' version '{version}' not found in workspace "
+                f"'{self.workspace}'.",
+            )
+        return _public(doc)
+
+    def list_versions(self, kind: str, name: str) -> list[Doc]:
+        return [_public(d) for d in self.store.list_assets(kind, name)]
+
+    async def put(self, kind: str, name: str, version: str, body: Doc) -> Doc:
+        """Register a model, code or environment version; local files are copied in.
+
+        The name and version are checked before any path is made of them; measuring,
+        hashing and copying the files run in a thread, one registration at a time.
+        """
+        target = self.files.folder(kind, name, version)
+        props = bodies.check_asset(kind, name, body).values
+        uri_field = {"models": "modelUri", "codes": "codeUri"}.get(kind)
+        local: str | None = None
+        digest = ""
+        async with self._lock:
+            if uri_field is not None:
+                what = f"{uri_field} of {kind[:-1]} '{name}'"
+                source = self.files.source(props.get(uri_field), what=what)
+                if kind == "codes" and not source.is_dir():
+                    raise bodies.bad(f"{what}: {source} is not a directory")
+                digest = await asyncio.to_thread(self.files.measure, source, what=what)
+                existing = self.store.get_asset(kind, name, version)
+                if existing is not None and existing.get("_digest") != digest:
+                    raise ApiError(
+                        409,
+                        "UserError",
+                        f"{kind[:-1].capitalize()} '{name}' version '{version}' already exists "
+                        "with different content; register the new files as a new version",
+                    )
+                if existing is None:
+                    await asyncio.to_thread(self.files.copy_in, kind, source, target)
+                    local = str(target)
+                else:
+                    local = existing["_local"]
+            now = utc_now()
+            doc: Doc = {
+                "id": f"{self.workspace_path}/{kind}/{name}/versions/{version}",
+                "name": version,
+                "type": f"{self.resource_type}/{kind}/versions",
+                "systemData": {"createdAt": now, "createdBy": "local-user", "lastModifiedAt": now},
+                "properties": {**props, "provisioningState": "Succeeded"},
+                "_local": local,
+                "_digest": digest,
+            }
+            self.store.put_asset(kind, name, version, doc)
+        return _public(doc)
+
+
+def _public(doc: Doc) -> Doc:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
 def content_digest(path: Path) -> str:

@@ -175,7 +175,7 @@ def serve(
             emulator.requests.retention_days = retention_days
             emulator.store.set_meta("retention_days", str(retention_days))
         if max_asset_mb is not None:
-            emulator.assets.max_bytes = int(max_asset_mb * 2**20)
+            emulator.assets.files.max_bytes = int(max_asset_mb * 2**20)
             emulator.store.set_meta("max_asset_mb", str(max_asset_mb))
 
         # Written before serving: /health answers only once startup is done, so status

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import functools
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import shutil
 import time
@@ -25,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import bodies
-from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles
+from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
 from emulator.bodies import parse_duration_ms
 from emulator.errors import ApiError
 from emulator.instances import (
@@ -40,7 +38,7 @@ from emulator.logfile import remove_log
 from emulator.monitor import Sampler
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
-from emulator.store import Doc, Store
+from emulator.store import Doc, Store, utc_now
 from rollout import rules
 from rollout.errors import Violation
 
@@ -65,10 +63,6 @@ _DEFAULT_PROBE = {
 def _check(violations: list[Violation]) -> None:
     if violations:
         raise ApiError.from_violations(violations)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
 @dataclass
@@ -117,8 +111,13 @@ class Emulator:
         self.sampler = Sampler(self)
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
         max_asset = float(self._meta_default("max_asset_mb", lambda: str(DEFAULT_MAX_ASSET_MB)))
-        self.assets = AssetFiles(state_dir, max_bytes=int(max_asset * 2**20))
-        self._asset_lock = asyncio.Lock()
+        self.assets = Assets(
+            self.store,
+            AssetFiles(state_dir, max_bytes=int(max_asset * 2**20)),
+            workspace_path=self.workspace_path,
+            workspace=WORKSPACE,
+            resource_type=f"{PROVIDER}/workspaces",
+        )
         self.max_response_bytes = int(
             self._meta_default("max_response_bytes", lambda: str(100 * 2**20))
         )
@@ -320,7 +319,7 @@ class Emulator:
                 "kind": kind,
                 "target": target,
                 "status": "InProgress",
-                "startTime": _now(),
+                "startTime": utc_now(),
             },
         )
         return op_id
@@ -332,7 +331,7 @@ class Emulator:
         if doc is None:
             return
         doc["status"] = "Failed" if error else "Succeeded"
-        doc["endTime"] = _now()
+        doc["endTime"] = utc_now()
         if error:
             doc["error"] = {"code": "DeploymentFailed", "message": error}
         self.store.put_operation(op_id, doc)
@@ -396,7 +395,7 @@ class Emulator:
         if not isinstance(traffic, dict) or not isinstance(mirror, dict):
             raise ApiError(400, "BadArgument", f"traffic of endpoint '{name}' must be an object")
         _check(rules.check_traffic(name, deployments, traffic, mirror))
-        now = _now()
+        now = utc_now()
         if existing is not None:
             if existing["properties"]["provisioningState"] == "Deleting":
                 raise ApiError(409, "Conflict", f"Endpoint '{name}' is being deleted.")
@@ -661,9 +660,9 @@ class Emulator:
             probe: {**_DEFAULT_PROBE, **_set_fields(props.get(probe))}
             for probe in ("livenessProbe", "readinessProbe")
         }
-        model = self._resolve_asset("models", props.get("model"), what=f"model of '{name}'")
+        model = self.assets.resolve("models", props.get("model"), what=f"model of '{name}'")
         code_config = props.get("codeConfiguration") or {}
-        code = self._resolve_asset("codes", code_config.get("codeId"), what=f"code of '{name}'")
+        code = self.assets.resolve("codes", code_config.get("codeId"), what=f"code of '{name}'")
         script = code_config.get("scoringScript")
         if model is None or code is None or not script:
             raise ApiError(
@@ -674,7 +673,7 @@ class Emulator:
                 "(no-code deployments are not emulated)",
             )
         _check_script(code, str(script), what=what)
-        now = _now()
+        now = utc_now()
         system = dict((existing or {}).get("systemData") or {"createdAt": now})
         system.update(createdBy="local-user", createdByType="User")
         system.update(lastModifiedAt=now, lastModifiedBy="local-user", lastModifiedByType="User")
@@ -940,94 +939,6 @@ class Emulator:
             ]
         }
 
-    # assets registered from local paths
-
-    def _resolve_asset(self, kind: str, ref: object, *, what: str) -> Doc | None:
-        """The stored asset an ARM id (or azureml:name:version) points at."""
-        if not ref:
-            return None
-        text = str(ref)
-        match = re.search(rf"/{kind}/([^/]+)/versions/([^/]+)$", text, re.IGNORECASE)
-        if match is None:
-            short = re.match(r"^azureml:([^:/]+):([^:/]+)$", text)
-            if short is None:
-                raise ApiError(
-                    400,
-                    "BadArgument",
-                    f"{what}: {text!r} is not an asset registered in the emulator; register "
-                    "local files with `python -m emulator apply -f` (registry assets are not "
-                    "available offline)",
-                )
-            match = short
-        name, version = match.group(1), match.group(2)
-        doc = self.store.get_asset(kind, name, version)
-        if doc is None:
-            raise ApiError(
-                404,
-                "UserError",
-                f"{what}: {kind[:-1]} '{name}' version '{version}' is not registered in workspace "
-                f"'{WORKSPACE}'",
-            )
-        return doc
-
-    def get_asset(self, kind: str, name: str, version: str) -> Doc:
-        doc = self.store.get_asset(kind, name, version)
-        if doc is None:
-            raise ApiError(
-                404,
-                "UserError",
-                f"{kind[:-1].capitalize()} '{name}' version '{version}' not found in workspace "
-                f"'{WORKSPACE}'.",
-            )
-        return _public(doc)
-
-    def list_asset_versions(self, kind: str, name: str) -> list[Doc]:
-        return [_public(d) for d in self.store.list_assets(kind, name)]
-
-    async def put_asset(self, kind: str, name: str, version: str, body: Doc) -> Doc:
-        """Register a model, code or environment version; local files are copied in.
-
-        The name and version are checked before any path is made of them; measuring,
-        hashing and copying the files run in a thread, one registration at a time.
-        """
-        target = self.assets.folder(kind, name, version)
-        props = bodies.check_asset(kind, name, body).values
-        uri_field = {"models": "modelUri", "codes": "codeUri"}.get(kind)
-        local: str | None = None
-        digest = ""
-        async with self._asset_lock:
-            if uri_field is not None:
-                what = f"{uri_field} of {kind[:-1]} '{name}'"
-                source = self.assets.source(props.get(uri_field), what=what)
-                if kind == "codes" and not source.is_dir():
-                    raise bodies.bad(f"{what}: {source} is not a directory")
-                digest = await asyncio.to_thread(self.assets.measure, source, what=what)
-                existing = self.store.get_asset(kind, name, version)
-                if existing is not None and existing.get("_digest") != digest:
-                    raise ApiError(
-                        409,
-                        "UserError",
-                        f"{kind[:-1].capitalize()} '{name}' version '{version}' already exists "
-                        "with different content; register the new files as a new version",
-                    )
-                if existing is None:
-                    await asyncio.to_thread(self.assets.copy_in, kind, source, target)
-                    local = str(target)
-                else:
-                    local = existing["_local"]
-            now = _now()
-            doc: Doc = {
-                "id": f"{self.workspace_path}/{kind}/{name}/versions/{version}",
-                "name": version,
-                "type": f"{PROVIDER}/workspaces/{kind}/versions",
-                "systemData": {"createdAt": now, "createdBy": "local-user", "lastModifiedAt": now},
-                "properties": {**props, "provisioningState": "Succeeded"},
-                "_local": local,
-                "_digest": digest,
-            }
-            self.store.put_asset(kind, name, version, doc)
-        return _public(doc)
-
 
 def _probe(settings: object) -> Probe:
     """Probe settings of a deployment (ISO-8601 durations) in seconds."""
@@ -1064,10 +975,6 @@ def _check_script(code: Doc, script: str, *, what: str) -> None:
 def _set_fields(values: object) -> Doc:
     """The fields of a (checked) settings object that are given, not null."""
     return {k: v for k, v in values.items() if v is not None} if isinstance(values, dict) else {}
-
-
-def _public(doc: Doc) -> Doc:
-    return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
 def _storage_log(path: Path, doc: Doc) -> None:

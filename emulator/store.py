@@ -7,6 +7,7 @@ accepted is what comes back. Names are case-insensitive, as ARM's are.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -45,6 +46,11 @@ CREATE TABLE IF NOT EXISTS operations (
     doc TEXT NOT NULL
 );
 """
+
+
+def utc_now() -> str:
+    """A timestamp as ARM writes them: UTC, microseconds, 'Z'."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
 @contextmanager
