@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,39 @@ class RunningEmulator:
     def workspace(self) -> Workspace:
         assert self.facts is not None, "start() the emulator first"
         return connect_emulator(facts=self.facts)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """The first truthy value of `predicate`, polled every 0.1 s; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(0.1)
+
+
+@dataclass
+class OwnEmulator:
+    """A test's own emulator and the workspace connected to it (reconnected on restarts)."""
+
+    running: RunningEmulator
+    workspace: Workspace
+
+    @property
+    def ml(self) -> Any:
+        return self.workspace.ml_client
+
+    @property
+    def state_dir(self) -> Path:
+        return self.running.state_dir
+
+    @property
+    def pid(self) -> int:
+        assert self.running.process is not None
+        return self.running.process.pid
 
 
 def example_yaml(example: str, folder: Path, **changes: Any) -> Path:

@@ -24,7 +24,7 @@ from azure.ai.ml.entities import CodeConfiguration, OnlineRequestSettings, Probe
 from scipy.stats import chisquare
 
 from emulator.apply import register_local_assets
-from tests.conftest import RunningEmulator
+from tests.conftest import RunningEmulator, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENDPOINT = "plane-ep"
@@ -139,16 +139,6 @@ def _workers(plane: Plane, endpoint: str, deployment: str = "") -> list[psutil.P
         ):
             found.append(proc)
     return found
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +37,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from emulator import server
 from emulator.apply import apply_file, register_local_assets
 from rollout import endpoints
-from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator, example_yaml
+from tests.conftest import REPO, OwnEmulator, RunningEmulator, example_yaml, wait_until
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +48,6 @@ SAMPLE = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]}
 # waits up to the request timeout, so give the deployments room.
 REQUEST_SETTINGS = {"request_timeout_ms": 30000, "max_concurrent_requests_per_instance": 1}
 NOBODY = 65534
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def _alive(process: psutil.Process) -> bool:
@@ -88,24 +75,7 @@ def _arg(process: psutil.Process, name: str) -> str:
     return str(cmdline[cmdline.index(name) + 1])
 
 
-@dataclass
-class Faults:
-    running: RunningEmulator
-    workspace: Workspace
-
-    @property
-    def ml(self) -> Any:
-        return self.workspace.ml_client
-
-    @property
-    def state_dir(self) -> Path:
-        return self.running.state_dir
-
-    @property
-    def pid(self) -> int:
-        assert self.running.process is not None
-        return self.running.process.pid
-
+class Faults(OwnEmulator):
     def crash_and_restart(self) -> float:
         """SIGKILL, then start again; returns when `status` says running (monotonic time)."""
         self.running.kill()

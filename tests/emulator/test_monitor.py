@@ -42,7 +42,7 @@ from emulator.requestlog import (
     nearest_rank,
 )
 from rollout.workspace import StaticTokenCredential
-from tests.conftest import RunningEmulator
+from tests.conftest import RunningEmulator, wait_until
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ENDPOINT = "metrics-ep"
@@ -369,17 +369,6 @@ class Metrics:
                 "WHERE endpoint = ? ORDER BY ts",
                 (ENDPOINT,),
             ).fetchall()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.25)
 
 
 def _send_burst(m: Metrics) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,44 +21,15 @@ from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import ManagedOnlineEndpoint
 
 from emulator.apply import register_local_assets
-from rollout.workspace import Workspace
-from tests.conftest import RunningEmulator
+from tests.conftest import OwnEmulator, RunningEmulator, wait_until
 
 ENDPOINT = "recovery-ep"
 TOKEN_ENDPOINT = "recovery-tok"
 SAMPLE = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [10, 9, 8, 7, 6, 5, 4, 3, 2, 1]]}
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
-@dataclass
-class Recovery:
+class Recovery(OwnEmulator):
     """The test's own emulator, reconnected after every restart."""
-
-    running: RunningEmulator
-    workspace: Workspace
-
-    @property
-    def ml(self) -> Any:
-        return self.workspace.ml_client
-
-    @property
-    def state_dir(self) -> Path:
-        return self.running.state_dir
-
-    @property
-    def pid(self) -> int:
-        assert self.running.process is not None
-        return self.running.process.pid
 
     def restart(self, *, crash: bool) -> None:
         if crash:
