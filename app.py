@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.loading import note_page
 from components.workspace import workspace_sidebar
 
 
 def main() -> None:
     st.set_page_config(page_title="bluegreen", page_icon=":material/swap_horiz:", layout="wide")
-    workspace_sidebar()
     navigation = st.navigation(
         [
             st.Page(
@@ -21,6 +21,9 @@ def main() -> None:
             st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
         ]
     )
+    # Before anything reads: opening a page reads what is stale, a rerun of it never waits.
+    note_page(navigation.url_path)
+    workspace_sidebar()
     navigation.run()
 
 

@@ -16,7 +16,7 @@ from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
 
 st.title("Deployments")
-ws, _, endpoint = endpoint_in_focus()
+ws, endpoint = endpoint_in_focus()
 show_flash()
 if not endpoint.deployments:
     st.info(f"Endpoint '{endpoint.name}' has no deployments yet.")

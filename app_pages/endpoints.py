@@ -5,10 +5,12 @@ from __future__ import annotations
 import streamlit as st
 
 from components.endpoint_views import deployments_table, endpoint_summary
-from components.selection import endpoint_in_focus
+from components.selection import all_endpoints
 
 st.title("Endpoints")
-ws, endpoints, selected = endpoint_in_focus()
+ws, endpoints, selected = all_endpoints()
+if selected is None:
+    st.stop()
 st.caption("The selected endpoint is the one the Traffic, Test and Deployments pages work on.")
 
 for endpoint in [selected, *(e for e in endpoints if e.name != selected.name)]:

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 import streamlit as st
 
 from components import charts
+from components.loading import reads
 from components.selection import endpoint_in_focus
 from components.traffic_generator import traffic_generator
 from rollout import history
-from rollout.endpoints import EndpointView, list_endpoints
-from rollout.errors import RolloutError
+from rollout.endpoints import EndpointView
+from rollout.errors import NotFound, RolloutError
 from rollout.metrics import (
     EndpointMetrics,
     MetricsClient,
@@ -39,11 +40,6 @@ REFRESH = {None: "Paused", 5: "every 5 s", 10: "every 10 s", 30: "every 30 s", 6
 _REFRESH_KEY = "metrics_refresh"
 _MIRROR_KEY = "metrics_mirror_dimension"
 _CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
-
-
-@st.cache_data(ttl=5, show_spinner=False)
-def _endpoints(_ws: Workspace, ws_key: str) -> list[EndpointView]:
-    return list_endpoints(_ws)
 
 
 @st.cache_resource(show_spinner=False)
@@ -131,12 +127,11 @@ def _markers(ws: Workspace, endpoint: str, data: EndpointMetrics) -> list[charts
 def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> None:
     """The charts; the only part of the page that the live refresh reruns."""
     try:
-        endpoints = _endpoints(ws, ws.key)
-        endpoint = next(e for e in endpoints if e.name == endpoint_name)
+        endpoint = reads(ws).endpoint(endpoint_name, wait=False).value
         names = tuple(d.name for d in endpoint.deployments)
         hint = bool(st.session_state.get(_MIRROR_KEY, {}).get(ws.key, True))
         data = _metrics(ws, ws.key, endpoint.name, names, span, grain, hint)
-    except StopIteration:
+    except NotFound:
         st.warning(f"Endpoint '{endpoint_name}' no longer exists.")
         return
     except RolloutError as exc:
@@ -184,8 +179,7 @@ def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> Non
 
 
 st.title("Metrics")
-# This page reruns often: a cached endpoint list keeps a run with cached data fast.
-ws, _, endpoint = endpoint_in_focus(lambda ws: _endpoints(ws, ws.key))
+ws, endpoint = endpoint_in_focus()
 span, grain = _controls(ws)
 with st.expander("Generate traffic", icon=":material/bolt:"):
     traffic_generator(ws, endpoint)

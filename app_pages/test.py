@@ -13,5 +13,5 @@ st.caption(
     "decides who answers, or straight to one deployment, as when you test green before "
     "it takes live traffic."
 )
-ws, _, endpoint = endpoint_in_focus()
+ws, endpoint = endpoint_in_focus()
 invoke_panel(ws, endpoint)

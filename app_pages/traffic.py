@@ -9,7 +9,7 @@ from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
 
 st.title("Traffic")
-ws, _, endpoint = endpoint_in_focus()
+ws, endpoint = endpoint_in_focus()
 traffic_editor.show_flash()
 if not endpoint.deployments:
     st.info(f"{endpoint.name} has no deployments yet: create one, then give it traffic here.")

@@ -9,7 +9,6 @@ next run, because `st.rerun()` closes the dialog that showed the outcome.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -17,17 +16,13 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
+from components import loading
 from components.operation import follow
 from rollout import history, rules
-from rollout.endpoints import (
-    DeploymentView,
-    EndpointView,
-    Operation,
-    begin_delete_deployment,
-    begin_scale,
-    get_logs,
-)
+from rollout.changes import Operation, begin_delete_deployment, begin_scale
+from rollout.endpoints import DeploymentView, EndpointView
 from rollout.errors import RolloutError
+from rollout.reads import logs_key
 from rollout.workspace import Workspace
 
 _PENDING = "deployment_action_pending"
@@ -299,6 +294,8 @@ def _run(
         st.error(f"Nothing was changed: {exc}")
         return
     ok = follow(operation, label=label)
+    # Whatever the outcome, the page reads the endpoint again before it shows it.
+    loading.invalidate(ws, endpoint.name)
     outcome = "Succeeded" if ok else f"Failed: {_failure(operation)}"
     try:
         history.record(
@@ -356,13 +353,27 @@ def logs_panel(ws: Workspace, endpoint: EndpointView, deployment: DeploymentView
         step=50,
         key="logs_lines",
     )
-    refresh_col.button("Refresh", key="logs_refresh", icon=":material/refresh:", width="stretch")
+    key = logs_key(endpoint.name, deployment.name, container, int(lines))
+    refresh_col.button(
+        "Refresh",
+        key="logs_refresh",
+        icon=":material/refresh:",
+        width="stretch",
+        on_click=loading.reads(ws).drop,
+        args=(key,),
+    )
     try:
-        text = get_logs(ws, endpoint.name, deployment.name, lines=int(lines), container=container)
+        read = loading.reads(ws).logs(
+            endpoint.name,
+            deployment.name,
+            container=container,
+            lines=int(lines),
+            wait=loading.page_opened(),
+        )
     except RolloutError as exc:
         st.error(str(exc))
         return
-    shown = text.rstrip("\n")
+    shown = read.value.rstrip("\n")
     st.code(
         shown or "(no log lines yet)",
         language=None,
@@ -370,5 +381,5 @@ def logs_panel(ws: Workspace, endpoint: EndpointView, deployment: DeploymentView
     )
     st.caption(
         f"The last {int(lines)} lines of the {container} log of '{deployment.name}', "
-        f"read at {time.strftime('%H:%M:%S')}."
+        f"read {loading.age_text(read.age())}."
     )

@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from rollout.endpoints import Operation
+from rollout.changes import Operation
 from rollout.errors import RolloutError
 
 _POLL_S = 0.5

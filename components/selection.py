@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
 
 import streamlit as st
 
+from components.loading import freshness, page_opened, reads
 from components.workspace import current_workspace
-from rollout.endpoints import EndpointView, list_endpoints
+from rollout.endpoints import EndpointHead, EndpointView
 from rollout.errors import RolloutError
 from rollout.workspace import Workspace
 
 _KEY = "selected_endpoint"
 
 
-def select_endpoint(endpoints: list[EndpointView]) -> EndpointView | None:
+def select_endpoint(endpoints: Sequence[EndpointHead]) -> EndpointHead | None:
     """A selectbox of endpoints; the choice survives page changes and is in the URL."""
     if not endpoints:
         st.info("This workspace has no online endpoints yet.")
@@ -29,28 +30,51 @@ def select_endpoint(endpoints: list[EndpointView]) -> EndpointView | None:
     return endpoints[names.index(name)]
 
 
-def selected_name() -> str | None:
-    value = st.query_params.get("endpoint") or st.session_state.get(_KEY)
-    return str(value) if value else None
-
-
-def endpoint_in_focus(
-    load: Callable[[Workspace], list[EndpointView]] = list_endpoints,
-) -> tuple[Workspace, list[EndpointView], EndpointView]:
-    """The workspace, its endpoints and the selected one; stops the page, saying why, if none.
-
-    Every page that works on one endpoint starts here. `load` lists the endpoints (a page
-    that reruns often passes a cached one).
-    """
+def _workspace() -> Workspace:
     ws = current_workspace()
     if ws is None:
         st.stop()
+    return ws
+
+
+def endpoint_in_focus() -> tuple[Workspace, EndpointView]:
+    """The workspace and the selected endpoint with its deployments; stops the page, saying
+    why, when there is none.
+
+    Every page that works on one endpoint starts here. Only the selected endpoint's
+    deployments are read: two round trips to open a page, none on a rerun.
+    """
+    ws = _workspace()
+    session, wait = reads(ws), page_opened()
     try:
-        endpoints = load(ws)
+        heads = session.endpoints(wait=wait)
     except RolloutError as exc:
         st.error(str(exc))
         st.stop()
-    endpoint = select_endpoint(endpoints)
-    if endpoint is None:
+    head = select_endpoint(heads.value)
+    if head is None:
+        freshness(ws, heads)
         st.stop()
-    return ws, endpoints, endpoint
+    try:
+        endpoint = session.endpoint(head.name, wait=wait)
+    except RolloutError as exc:
+        st.error(str(exc))
+        freshness(ws, heads)
+        st.stop()
+    freshness(ws, endpoint)
+    return ws, endpoint.value
+
+
+def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]:
+    """The workspace, every endpoint with its deployments (read at once), and the selected
+    one (None when the workspace has none, after saying so)."""
+    ws = _workspace()
+    try:
+        everything = reads(ws).all_endpoints(wait=page_opened())
+    except RolloutError as exc:
+        st.error(str(exc))
+        st.stop()
+    head = select_endpoint([e.head for e in everything.value])
+    freshness(ws, everything)
+    selected = None if head is None else next(e for e in everything.value if e.name == head.name)
+    return ws, everything.value, selected

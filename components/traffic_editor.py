@@ -18,11 +18,13 @@ from typing import Any, Literal
 
 import streamlit as st
 
+from components import loading
 from components.operation import follow
 from components.split import split_figure
 from components.workspace import read_only_reason
 from rollout import history
-from rollout.endpoints import DeploymentView, EndpointView, begin_set_traffic, get_endpoint
+from rollout.changes import begin_set_traffic
+from rollout.endpoints import DeploymentView, EndpointView, get_endpoint
 from rollout.errors import Conflict, RolloutError
 from rollout.rules import MAX_MIRROR_PERCENT, MAX_TRAFFIC_PERCENT, TrafficPlan
 from rollout.views import state_badge
@@ -272,10 +274,14 @@ def _failed(
 
 
 def _read_back(ws: Workspace, endpoint: str) -> tuple[TrafficState | None, str]:
+    """The endpoint read fresh, and kept as what the pages show next."""
     try:
-        return TrafficState.of(get_endpoint(ws, endpoint)), ""
+        view = get_endpoint(ws, endpoint)
     except RolloutError as exc:
+        loading.invalidate(ws, endpoint)
         return None, str(exc)
+    loading.reads(ws).remember(view)
+    return TrafficState.of(view), ""
 
 
 def _record(
@@ -493,7 +499,7 @@ def actions(ws: Workspace, edit: Edit, *, problems: list[str], read_only: str | 
             type="tertiary",
             help="Read the endpoint again and set the sliders to the traffic in force",
             on_click=_reload,
-            args=(keys,),
+            args=(ws, keys, loaded.endpoint),
         )
 
     if read_only is not None:
@@ -583,7 +589,8 @@ def _set_live(keys: EditorKeys, traffic: Mapping[str, int]) -> None:
         st.session_state[keys.live(name)] = share
 
 
-def _reload(keys: EditorKeys) -> None:
+def _reload(ws: Workspace, keys: EditorKeys, endpoint: str) -> None:
+    loading.invalidate(ws, endpoint)
     st.session_state.pop(keys.snapshot, None)
 
 

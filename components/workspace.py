@@ -14,11 +14,11 @@ from typing import Any
 
 import streamlit as st
 
+from components.loading import page_opened, reads
 from rollout.errors import RolloutError
 from rollout.workspace import (
     AzureSettings,
     Workspace,
-    check_connection,
     connect_azure,
     connect_emulator,
     find_config,
@@ -36,15 +36,6 @@ def _emulator_workspace(state_dir: str) -> Workspace:
 @st.cache_resource(show_spinner="Connecting to Azure ML…")
 def _azure_workspace(subscription_id: str, resource_group: str, workspace_name: str) -> Workspace:
     return connect_azure(subscription_id, resource_group, workspace_name)
-
-
-@st.cache_data(ttl=60, show_spinner=False)
-def _connection_problem(_ws: Workspace, key: str) -> str | None:
-    try:
-        check_connection(_ws)
-    except RolloutError as exc:
-        return str(exc)
-    return None
 
 
 def _secret(section: str, name: str) -> Any:
@@ -108,9 +99,11 @@ def workspace_sidebar() -> None:
             _azure_form()
         ws = current_workspace()
         if ws is not None:
-            problem = _connection_problem(ws, ws.key)
-            if problem:
-                st.error(problem, icon=":material/error:")
+            # The page's own first read (kept for it): connected means it answered.
+            try:
+                reads(ws).endpoints(wait=page_opened())
+            except RolloutError as exc:
+                st.error(str(exc), icon=":material/error:")
             else:
                 st.success(ws.label, icon=":material/check_circle:")
             st.caption(

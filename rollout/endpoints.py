@@ -2,15 +2,25 @@
 
 Pages never touch SDK entities: they get `EndpointView` and `DeploymentView`, built
 here once. azure-core errors are translated into rollout errors at this boundary.
+
+A workspace's endpoints come in one call (`list_endpoint_heads`: traffic, state and
+scoring URI are on the endpoint itself); each endpoint's deployments in one call more
+(`list_deployments`). `list_endpoints` makes the second kind of call for every endpoint at
+once on a small shared pool of threads (`read_pool`), so that listing a workspace costs two
+round trips to it, not one per endpoint. azure-ai-ml's operations keep no per-call state
+(each call builds its request from the operation's fixed ids and runs it through the
+client's azure-core pipeline, whose requests session and urllib3 pool are thread-safe), so
+one MLClient serves the pool's threads.
 """
 
 from __future__ import annotations
 
 import re
-import time
+import threading
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from azure.core.exceptions import (
@@ -20,12 +30,28 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
-from rollout import conditions, rules
-from rollout.errors import Conflict, NotFound, ServiceError
+from rollout.errors import NotFound, ServiceError
 from rollout.workspace import Workspace
 
 T = TypeVar("T")
 _ASSET_ID = re.compile(r"/(?:models|environments|codes)/([^/]+)/versions/([^/]+)$", re.IGNORECASE)
+
+# Reads in flight at once, for all sessions of the dashboard. ARM's read throttle is a
+# bucket of 250 per subscription (refilled at 25 a second), so a burst of 16 is far inside it.
+READ_WORKERS = 16
+_POOL: ThreadPoolExecutor | None = None
+_POOL_GUARD = threading.Lock()
+
+
+def read_pool() -> ThreadPoolExecutor:
+    """The process's pool of threads for reads in parallel (created on first use)."""
+    global _POOL
+    with _POOL_GUARD:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(
+                max_workers=READ_WORKERS, thread_name_prefix="bluegreen-read"
+            )
+        return _POOL
 
 
 @dataclass(frozen=True)
@@ -42,6 +68,18 @@ class DeploymentView:
 
 
 @dataclass(frozen=True)
+class EndpointHead:
+    """One endpoint as the workspace's list of endpoints has it: no deployments yet."""
+
+    name: str
+    state: str
+    auth_mode: str
+    scoring_uri: str
+    traffic: dict[str, int]  # as the service has it: only the deployments it names
+    mirror: dict[str, int]  # positive shares only
+
+
+@dataclass(frozen=True)
 class EndpointView:
     name: str
     state: str
@@ -54,6 +92,17 @@ class EndpointView:
     @property
     def live_total(self) -> int:
         return sum(self.traffic.values())
+
+    @property
+    def head(self) -> EndpointHead:
+        return EndpointHead(
+            self.name,
+            self.state,
+            self.auth_mode,
+            self.scoring_uri,
+            {k: v for k, v in self.traffic.items() if v},
+            dict(self.mirror),
+        )
 
 
 def asset_label(asset: object) -> str:
@@ -74,27 +123,43 @@ def _state(value: object) -> str:
 
 @contextmanager
 def service_errors(what: str) -> Iterator[None]:
-    """Translate azure-core errors into rollout errors that say what failed."""
+    """Translate azure-core errors into rollout errors that say what failed and what to do."""
     try:
         yield
     except ResourceNotFoundError as exc:
         raise NotFound(f"{what}: {exc.message}") from exc
     except ClientAuthenticationError as exc:
-        raise ServiceError(f"{what}: not authorized ({exc.message})") from exc
+        first = (exc.message or "").splitlines()[0] if exc.message else ""
+        raise ServiceError(
+            f"{what}: not signed in to Azure: run `az login` (or set AZURE_CLIENT_ID, "
+            f"AZURE_TENANT_ID and AZURE_CLIENT_SECRET), then connect again ({first})"
+        ) from exc
     except ServiceRequestError as exc:
         raise ServiceError(f"{what}: the workspace could not be reached ({exc.message})") from exc
     except HttpResponseError as exc:
+        if exc.status_code == 403:
+            raise ServiceError(
+                f"{what}: your identity has no access to it ({exc.message}); ask for the AzureML "
+                "Data Scientist role (or Reader, for read-only use) on the workspace"
+            ) from exc
         raise ServiceError(f"{what}: {exc.message}") from exc
 
 
-def _call(what: str, fn: Callable[[], T]) -> T:
+def service_call(what: str, fn: Callable[[], T]) -> T:
+    """`fn()`, its azure-core errors translated (`service_errors`)."""
     with service_errors(what):
         return fn()
 
 
-def _deployment_view(
-    entity: Any, traffic: dict[str, int], mirror: dict[str, int]
-) -> DeploymentView:
+def _weight(mapping: Mapping[str, int], name: str) -> int:
+    """A deployment's share in a traffic map, case-insensitively (the SDK lower-cases keys)."""
+    if name in mapping:
+        return int(mapping[name])
+    wanted = name.lower()
+    return next((int(v) for k, v in mapping.items() if k.lower() == wanted), 0)
+
+
+def _deployment_view(entity: Any) -> DeploymentView:
     settings = entity.request_settings
     return DeploymentView(
         name=entity.name,
@@ -102,211 +167,102 @@ def _deployment_view(
         model=asset_label(entity.model),
         instance_type=entity.instance_type or "-",
         instance_count=int(entity.instance_count or 0),
-        live=int(traffic.get(entity.name, 0)),
-        mirror=int(mirror.get(entity.name, 0)),
+        live=0,
+        mirror=0,
         request_timeout_ms=getattr(settings, "request_timeout_ms", None),
         max_concurrent_requests=getattr(settings, "max_concurrent_requests_per_instance", None),
     )
 
 
-def _endpoint_view(ws: Workspace, entity: Any) -> EndpointView:
-    deployments = _call(
-        f"listing deployments of '{entity.name}'",
-        lambda: list(ws.ml_client.online_deployments.list(entity.name)),
-    )
-    traffic = {k: int(v) for k, v in (entity.traffic or {}).items()}
+def _head(entity: Any) -> EndpointHead:
     mirror = {k: int(v) for k, v in (getattr(entity, "mirror_traffic", None) or {}).items()}
-    for d in deployments:
-        traffic.setdefault(d.name, 0)
-    return EndpointView(
+    return EndpointHead(
         name=entity.name,
         state=_state(entity.provisioning_state),
         auth_mode=str(entity.auth_mode),
         scoring_uri=entity.scoring_uri or "",
-        traffic=traffic,
+        traffic={k: int(v) for k, v in (entity.traffic or {}).items() if int(v)},
         mirror={k: v for k, v in mirror.items() if v},
+    )
+
+
+def endpoint_view(head: EndpointHead, deployments: tuple[DeploymentView, ...]) -> EndpointView:
+    """An endpoint with its deployments, each given its live and mirror share."""
+    traffic = dict(head.traffic)
+    for d in deployments:
+        if not any(k.lower() == d.name.lower() for k in traffic):
+            traffic[d.name] = 0
+    return EndpointView(
+        name=head.name,
+        state=head.state,
+        auth_mode=head.auth_mode,
+        scoring_uri=head.scoring_uri,
+        traffic=traffic,
+        mirror=dict(head.mirror),
         deployments=tuple(
             sorted(
-                (_deployment_view(d, traffic, mirror) for d in deployments), key=lambda v: v.name
+                (
+                    replace(
+                        d, live=_weight(head.traffic, d.name), mirror=_weight(head.mirror, d.name)
+                    )
+                    for d in deployments
+                ),
+                key=lambda v: v.name,
             )
         ),
     )
 
 
+def list_endpoint_heads(ws: Workspace) -> list[EndpointHead]:
+    """The workspace's endpoints, by name, without their deployments: one call."""
+    try:
+        entities = service_call(
+            "listing endpoints", lambda: list(ws.ml_client.online_endpoints.list())
+        )
+    except NotFound as exc:
+        raise NotFound(
+            f"workspace '{ws.workspace_name}' was not found in resource group "
+            f"'{ws.resource_group}' of subscription '{ws.subscription_id}': check the three "
+            "names"
+        ) from exc
+    return sorted((_head(e) for e in entities), key=lambda h: h.name)
+
+
+def list_deployments(ws: Workspace, endpoint: str) -> tuple[DeploymentView, ...]:
+    """The deployments of `endpoint`, by name: one call.
+
+    Their `live` and `mirror` are 0 here, as the shares are the endpoint's: `endpoint_view`
+    fills them in from its head.
+    """
+    entities = service_call(
+        f"listing deployments of '{endpoint}'",
+        lambda: list(ws.ml_client.online_deployments.list(endpoint)),
+    )
+    return tuple(sorted((_deployment_view(d) for d in entities), key=lambda v: v.name))
+
+
 def list_endpoints(ws: Workspace) -> list[EndpointView]:
-    """Every online endpoint of the workspace with its deployments."""
-    entities = _call("listing endpoints", lambda: list(ws.ml_client.online_endpoints.list()))
-    return [_endpoint_view(ws, e) for e in sorted(entities, key=lambda e: e.name)]
+    """Every online endpoint of the workspace with its deployments: two round trips, the
+    deployments of all endpoints being listed at once. An endpoint deleted between the two
+    is left out."""
+    heads = list_endpoint_heads(ws)
+    futures = [read_pool().submit(list_deployments, ws, h.name) for h in heads]
+    views = []
+    for head, future in zip(heads, futures, strict=True):
+        try:
+            views.append(endpoint_view(head, future.result()))
+        except NotFound:
+            continue
+    return views
 
 
 def get_endpoint(ws: Workspace, name: str) -> EndpointView:
-    """One endpoint; raises NotFound when it does not exist."""
-    entity = _call(f"reading endpoint '{name}'", lambda: ws.ml_client.online_endpoints.get(name))
-    return _endpoint_view(ws, entity)
-
-
-# changes: every one is validated with rules.py first, then get -> modify -> PUT
-
-
-@dataclass
-class Operation:
-    """A long-running change in flight: poll `done()`/`status()`, then `result()`."""
-
-    description: str
-    poller: Any
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    def done(self) -> bool:
-        return bool(self.poller.done())
-
-    def status(self) -> str:
-        return str(self.poller.status())
-
-    def result(self, timeout: float | None = None) -> Any:
-        """Wait for the end; raises ServiceError with the service's message when it failed."""
-        with service_errors(self.description):
-            return self.poller.result(timeout=timeout)
-
-
-def _canonical(values: Mapping[str, int]) -> dict[str, int]:
-    return rules.normalize_traffic({k: int(v) for k, v in values.items()})
-
-
-def begin_set_traffic(
-    ws: Workspace,
-    endpoint: str,
-    *,
-    traffic: Mapping[str, int],
-    mirror: Mapping[str, int],
-    expected_traffic: Mapping[str, int] | None = None,
-    expected_mirror: Mapping[str, int] | None = None,
-) -> Operation:
-    """Start changing an endpoint's live and mirror traffic.
-
-    Validated with Azure's rules before anything is sent. When `expected_*` is given
-    (what the page showed), a traffic setting that changed since then raises Conflict
-    instead of being overwritten: the endpoint is read fresh and compared, under this
-    process's lock for the endpoint, and the PUT carries the ETag of that read as
-    If-Match, so a change that reached the service in between is refused too (412).
-    """
-    what = f"updating the traffic of '{endpoint}'"
-    with (
-        conditions.one_change_at_a_time(ws.key, endpoint),
-        conditions.if_match(ws.resource_path(endpoint)),
-    ):
-        entity = _call(
-            f"reading endpoint '{endpoint}'", lambda: ws.ml_client.online_endpoints.get(endpoint)
-        )
-        deployments = _call(
-            f"listing deployments of '{endpoint}'",
-            lambda: [d.name for d in ws.ml_client.online_deployments.list(endpoint)],
-        )
-        rules.raise_for(rules.check_traffic(endpoint, deployments, traffic, mirror))
-        current_traffic = _canonical(entity.traffic or {})
-        current_mirror = _canonical(entity.mirror_traffic or {})
-        if expected_traffic is not None and (
-            _canonical(expected_traffic) != current_traffic
-            or _canonical(expected_mirror or {}) != current_mirror
-        ):
-            raise Conflict(
-                f"the traffic of '{endpoint}' changed since this page loaded it: it is now live "
-                f"{_describe(current_traffic)}, mirror {_describe(current_mirror)}. Nothing was "
-                "sent; review the new state and apply again."
-            )
-        entity.traffic = {k: int(v) for k, v in traffic.items()}
-        entity.mirror_traffic = {k: int(v) for k, v in mirror.items() if int(v)}
-        poller = _conditional_put(
-            what,
-            lambda: ws.ml_client.online_endpoints.begin_create_or_update(entity),
-            lambda: _traffic_changed(ws, endpoint),
-        )
-    return Operation(what, poller)
-
-
-def _conditional_put(what: str, put: Callable[[], T], conflict: Callable[[], str]) -> T:
-    """`put`, with a 412 (the If-Match was stale) turned into Conflict(conflict())."""
-    with service_errors(what):
-        try:
-            return put()
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise Conflict(conflict()) from exc
-            raise
-
-
-def _traffic_changed(ws: Workspace, endpoint: str) -> str:
-    try:
-        entity = ws.ml_client.online_endpoints.get(endpoint)
-        now = (
-            f": it is now live {_describe(_canonical(entity.traffic or {}))}, "
-            f"mirror {_describe(_canonical(entity.mirror_traffic or {}))}"
-        )
-    except HttpResponseError:
-        now = ""
-    return (
-        f"the traffic of '{endpoint}' changed since this page loaded it (another change "
-        f"reached the service while this one was being sent){now}. Nothing was changed; "
-        "review the new state and apply again."
+    """One endpoint with its deployments, read fresh; raises NotFound when it does not exist."""
+    deployments = read_pool().submit(list_deployments, ws, name)
+    entity = service_call(
+        f"reading endpoint '{name}'", lambda: ws.ml_client.online_endpoints.get(name)
     )
-
-
-def _describe(values: Mapping[str, int]) -> str:
-    return ", ".join(f"{k} {v}%" for k, v in sorted(values.items())) or "none"
-
-
-def begin_scale(ws: Workspace, endpoint: str, deployment: str, instance_count: int) -> Operation:
-    """Start scaling a deployment to `instance_count` instances (1-50).
-
-    The deployment is read and PUT back with the new count, under this process's lock for
-    the endpoint and with the read's ETag as If-Match: a change someone else made to the
-    deployment in between is refused (Conflict), not overwritten with the old spec.
-    """
-    rules.raise_for(rules.check_instance_count(endpoint, deployment, instance_count))
-    what = f"scaling '{deployment}' of '{endpoint}' to {instance_count} instance(s)"
-    with (
-        conditions.one_change_at_a_time(ws.key, endpoint),
-        conditions.if_match(ws.resource_path(endpoint, deployment)),
-    ):
-        entity = _call(
-            f"reading deployment '{deployment}'",
-            lambda: ws.ml_client.online_deployments.get(deployment, endpoint),
-        )
-        entity.instance_count = instance_count
-        poller = _conditional_put(
-            what,
-            lambda: ws.ml_client.online_deployments.begin_create_or_update(entity),
-            lambda: (
-                f"deployment '{deployment}' of '{endpoint}' changed while it was being scaled "
-                "(another change reached the service between this dashboard's read and its "
-                "write). Nothing was changed; review the deployment and scale again."
-            ),
-        )
-    return Operation(what, poller)
-
-
-def begin_delete_deployment(ws: Workspace, endpoint: str, deployment: str) -> Operation:
-    """Start deleting a deployment; refused while it has live (or mirror) traffic."""
-    with conditions.one_change_at_a_time(ws.key, endpoint):
-        entity = _call(
-            f"reading endpoint '{endpoint}'", lambda: ws.ml_client.online_endpoints.get(endpoint)
-        )
-        rules.raise_for(
-            rules.check_delete_deployment(
-                endpoint,
-                deployment,
-                {k: int(v) for k, v in (entity.traffic or {}).items()},
-                {k: int(v) for k, v in (entity.mirror_traffic or {}).items()},
-            )
-        )
-        what = f"deleting deployment '{deployment}' of '{endpoint}'"
-        poller = _call(
-            what, lambda: ws.ml_client.online_deployments.begin_delete(deployment, endpoint)
-        )
-    return Operation(what, poller)
+    return endpoint_view(_head(entity), deployments.result())
 
 
 def get_logs(
@@ -319,7 +275,7 @@ def get_logs(
 ) -> str:
     """The last `lines` lines of a deployment's inference-server (or storage-initializer) log."""
     return str(
-        _call(
+        service_call(
             f"reading the logs of '{deployment}'",
             lambda: ws.ml_client.online_deployments.get_logs(
                 deployment, endpoint, lines, container_type=container
@@ -330,7 +286,7 @@ def get_logs(
 
 def scoring_credential(ws: Workspace, endpoint: str) -> str:
     """The bearer credential for scoring: the primary key, or a token in token auth modes."""
-    creds = _call(
+    creds = service_call(
         f"reading the keys of '{endpoint}'",
         lambda: ws.ml_client.online_endpoints.get_keys(endpoint),
     )

@@ -159,6 +159,7 @@ def metrics_client(ws: Workspace, *, timeout: float = DEFAULT_TIMEOUT) -> Metric
         connection_timeout=min(timeout, 10.0),
         read_timeout=timeout,
         retry_total=2,
+        per_retry_policies=[ws.metrics_calls],
     )
 
 

@@ -20,10 +20,13 @@ from typing import Any, Literal
 from azure.ai.ml import MLClient
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 
+from rollout.calls import CallLog, http_session
 from rollout.conditions import IfMatchPolicy
 from rollout.errors import ServiceError
 
 _REPO = Path(__file__).resolve().parent.parent
+# Connections kept open per host: as many as reads run at once (endpoints.READ_WORKERS).
+_POOL_SIZE = 16
 _FAR_FUTURE = 4_102_444_800  # 2100-01-01: the emulator's token does not expire
 
 
@@ -73,6 +76,9 @@ class Workspace:
     metrics_url: str | None = None
     location: str | None = None
     facts: EmulatorFacts | None = field(default=None, repr=False)
+    # The requests its MLClient (ARM) and its MetricsClient send (calls.py).
+    arm_calls: CallLog = field(default_factory=CallLog, repr=False)
+    metrics_calls: CallLog = field(default_factory=CallLog, repr=False)
 
     @property
     def label(self) -> str:
@@ -143,6 +149,7 @@ def connect_emulator(
     # The SDK registers clouds by name, once per process: one name per URL keeps a
     # restarted emulator on a new port from reusing a stale registration.
     cloud = "BluegreenEmulator" + url.rsplit(":", 1)[-1]
+    calls = CallLog()
     client = MLClient(
         credential,
         facts.subscription_id,
@@ -162,6 +169,9 @@ def connect_emulator(
         show_progress=False,
         # MLClient hands its keyword arguments to every REST client's azure-core pipeline.
         per_call_policies=[IfMatchPolicy(), *per_call_policies],
+        per_retry_policies=[calls],
+        session=http_session(_POOL_SIZE),
+        session_owner=False,
     )
     return Workspace(
         kind="emulator",
@@ -174,6 +184,7 @@ def connect_emulator(
         metrics_url=facts.metrics_url,
         location=facts.location,
         facts=facts,
+        arm_calls=calls,
     )
 
 
@@ -189,6 +200,7 @@ def connect_azure(
         from azure.identity import DefaultAzureCredential
 
         credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    calls = CallLog()
     client = MLClient(
         credential,
         subscription_id,
@@ -200,6 +212,9 @@ def connect_azure(
         enable_telemetry=os.environ.get("BLUEGREEN_AZURE_TELEMETRY") == "1",
         show_progress=False,
         per_call_policies=[IfMatchPolicy()],
+        per_retry_policies=[calls],
+        session=http_session(_POOL_SIZE),
+        session_owner=False,
     )
     return Workspace(
         kind="azure",
@@ -208,6 +223,7 @@ def connect_azure(
         workspace_name=workspace_name,
         ml_client=client,
         credential=credential,
+        arm_calls=calls,
     )
 
 
@@ -240,35 +256,3 @@ def find_config(start: Path | None = None) -> AzureSettings | None:
             if isinstance(sub, str) and sub and rg and ws:
                 return AzureSettings(sub, str(rg), str(ws), str(candidate))
     return None
-
-
-def check_connection(ws: Workspace) -> None:
-    """Raise ServiceError with what to do when the workspace cannot be used."""
-    from azure.core.exceptions import (
-        ClientAuthenticationError,
-        HttpResponseError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-    )
-
-    try:
-        list(ws.ml_client.online_endpoints.list())
-    except ClientAuthenticationError as exc:
-        raise ServiceError(
-            "not signed in to Azure: run `az login` (or set AZURE_CLIENT_ID, AZURE_TENANT_ID "
-            f"and AZURE_CLIENT_SECRET), then connect again. ({exc.message.splitlines()[0]})"
-        ) from exc
-    except ResourceNotFoundError as exc:
-        raise ServiceError(
-            f"workspace '{ws.workspace_name}' was not found in resource group "
-            f"'{ws.resource_group}' of subscription '{ws.subscription_id}': check the three names."
-        ) from exc
-    except ServiceRequestError as exc:
-        raise ServiceError(f"the workspace cannot be reached: {exc.message}") from exc
-    except HttpResponseError as exc:
-        if exc.status_code == 403:
-            raise ServiceError(
-                f"your identity has no access to workspace '{ws.workspace_name}': ask for the "
-                "AzureML Data Scientist role (or Reader, for read-only use) on it."
-            ) from exc
-        raise ServiceError(f"the workspace answered with an error: {exc.message}") from exc

@@ -21,7 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from components.traffic_editor import EditorKeys, Outcome, TrafficState, apply_change
 from rollout import history
-from rollout.endpoints import Operation, begin_scale, begin_set_traffic
+from rollout.changes import Operation, begin_scale, begin_set_traffic
 from rollout.errors import Conflict, RolloutError
 from rollout.workspace import Workspace, connect_emulator
 from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint

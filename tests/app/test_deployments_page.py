@@ -204,7 +204,7 @@ def test_read_only_mode_disables_scale_and_delete_with_the_reason(
 def test_a_delete_the_service_refuses_is_explained_in_words(
     page: AppTest, workspace: Workspace
 ) -> None:
-    from rollout.endpoints import begin_set_traffic
+    from rollout.changes import begin_set_traffic
 
     _choose(page, "green")
     page.button(key="delete_open").click().run()

@@ -21,7 +21,8 @@ from streamlit.testing.v1 import AppTest
 
 from components.traffic_generator import Plan, Progress, TrafficRun, summary
 from rollout import history
-from rollout.endpoints import begin_set_traffic, get_endpoint, scoring_credential
+from rollout.changes import begin_set_traffic
+from rollout.endpoints import get_endpoint, scoring_credential
 from rollout.invoke import burst
 from rollout.workspace import Workspace
 from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rollout.endpoints import begin_set_traffic, get_logs
+from rollout.changes import begin_set_traffic
+from rollout.endpoints import get_logs
 from rollout.workspace import Workspace
 from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
 

@@ -36,7 +36,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from emulator import server
 from emulator.apply import apply_file, register_local_assets
-from rollout import endpoints
+from rollout import changes
 from tests.conftest import REPO, OwnEmulator, RunningEmulator, example_yaml, wait_until
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,7 @@ def faults(
 def test_a_crash_during_a_scale_resumes_it_under_its_operation_id(faults: Faults) -> None:
     before = workers(faults.state_dir)
     assert len(before) == 2
-    endpoints.begin_scale(faults.workspace, ENDPOINT, "blue", 2)
+    changes.begin_scale(faults.workspace, ENDPOINT, "blue", 2)
     op_id = faults.last_operation("deployment", f"{ENDPOINT}/blue")
     # Kill while the new instance starts.
     wait_until(lambda: len(workers(faults.state_dir)) == 3, 20.0, "the new instance to spawn")
@@ -204,7 +204,7 @@ def test_a_crash_during_a_traffic_change_keeps_the_change_and_ends_its_operation
     faults: Faults,
 ) -> None:
     old = workers(faults.state_dir)
-    endpoints.begin_set_traffic(
+    changes.begin_set_traffic(
         faults.workspace, ENDPOINT, traffic={"blue": 50, "green": 50}, mirror={}
     )
     faults.running.kill()

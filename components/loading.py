@@ -1,0 +1,101 @@
+"""This session's reads of the workspace: served from memory on reruns, with their age shown.
+
+Pages get endpoints and deployments through here, never straight from rollout.endpoints:
+a rerun after a widget interaction is then answered from what the session already read
+(rollout/reads.py). Whether a run opens a page or reruns it decides how old a read may be:
+`note_page` (app.py, once per run) tells them apart. Opening a page re-reads what is older
+than the TTL and waits for it; a rerun on the same page never waits, and what is stale is
+read again in the background. `freshness` shows how old the page's data is, with a Reload,
+and every few seconds reads stale data again in the background, rerunning the page only
+when what came back differs from what it shows.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import streamlit as st
+
+from rollout.reads import TTL_S, Key, Read, WorkspaceReads
+from rollout.workspace import Workspace
+
+_READS = "workspace_reads"
+_PAGE = "page_shown"
+_OPENED = "page_opened"
+
+
+def note_page(page: str) -> None:
+    """Record which page this run shows; call before anything reads."""
+    state = st.session_state
+    state[_OPENED] = state.get(_PAGE) != page
+    state[_PAGE] = page
+
+
+def page_opened() -> bool:
+    """Whether this run opens the page (a navigation or a new session), not a rerun of it."""
+    return bool(st.session_state.get(_OPENED, True))
+
+
+def reads(ws: Workspace) -> WorkspaceReads:
+    """This session's reads of `ws` (one per workspace, kept in session state)."""
+    held: dict[str, WorkspaceReads] = st.session_state.setdefault(_READS, {})
+    current = held.get(ws.key)
+    if current is None or current.ws is not ws:
+        current = held[ws.key] = WorkspaceReads(ws)
+    return current
+
+
+def invalidate(ws: Workspace, endpoint: str | None = None) -> None:
+    """After a change: the next read of `endpoint` (or of everything) goes to the workspace."""
+    reads(ws).invalidate(endpoint)
+
+
+def age_text(seconds: float) -> str:
+    if seconds < 1.5:
+        return "just now"
+    if seconds < 90:
+        return f"{seconds:.0f} s ago"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.0f} h ago"
+
+
+def freshness(ws: Workspace, read: Read[object]) -> None:
+    """'Read 12 s ago' and a Reload for the data the page shows."""
+    st.fragment(_freshness, run_every=TTL_S)(ws, read.keys, read.versions, read.problem)
+
+
+def _reload(ws: Workspace) -> None:
+    reads(ws).invalidate()
+
+
+def _freshness(
+    ws: Workspace, keys: Sequence[Key], versions: Sequence[int], problem: str | None
+) -> None:
+    session = reads(ws)
+    at, now_versions = session.current(keys)
+    if at is None or tuple(now_versions) != tuple(versions):
+        # Read again since the page ran (in the background, or by a change made here): show
+        # what came back.
+        st.rerun()
+    session.refresh(keys)
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.caption(
+            f":material/schedule: Read {age_text(time.time() - at)}",
+            help="The page works from what was read last. It is read again in the background "
+            f"when it is older than {TTL_S:.0f} s, when you open a page, and after every change "
+            "made here; Reload reads everything again now.",
+        )
+        if st.button(
+            "Reload",
+            key=f"reload_{ws.key}",
+            icon=":material/refresh:",
+            type="tertiary",
+            on_click=_reload,
+            args=(ws,),
+            help="Read the workspace again now",
+        ):
+            st.rerun()
+    if problem:
+        st.caption(f":material/sync_problem: The last read failed; this is older data: {problem}")
