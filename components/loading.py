@@ -83,6 +83,7 @@ def _freshness(
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.caption(
             f":material/schedule: Read {age_text(time.time() - at)}",
+            width="content",
             help="The page works from what was read last. It is read again in the background "
             f"when it is older than {TTL_S:.0f} s, when you open a page, and after every change "
             "made here; Reload reads everything again now.",

@@ -3,7 +3,7 @@
 The editor works from a snapshot of the endpoint's traffic, taken when the page first shows
 the endpoint and kept in session state. A rerun while the sliders move does not refresh it:
 the snapshot is what Apply sends as `expected_*`, so a change someone else made since then is
-refused as a Conflict instead of being overwritten. The snapshot is refreshed on Reload,
+refused as a Conflict instead of being overwritten. The snapshot is refreshed on Reset,
 after an apply, and after a Conflict (to the state that caused it).
 """
 
@@ -442,13 +442,13 @@ def review(edit: Edit) -> list[str]:
 
 
 def actions(ws: Workspace, edit: Edit, *, problems: list[str], read_only: str | None) -> None:
-    """Apply, Roll back and Reload; Apply and Roll back open the confirmation dialog."""
+    """Apply, Roll back and Reset; Apply and Roll back open the confirmation dialog."""
     keys, loaded = edit.keys, edit.loaded
     if not loaded.same_traffic(edit.now) or loaded.deployments != edit.now.deployments:
         st.warning(
             f"The traffic of {loaded.endpoint} changed since this page loaded it: it is now "
             f"{describe(edit.now.traffic, edit.now.mirror)} (you are editing from "
-            f"{describe(loaded.traffic, loaded.mirror)}). Reload to start from the new state; "
+            f"{describe(loaded.traffic, loaded.mirror)}). Reset to start from the new state; "
             "Apply would be refused.",
             icon=":material/sync_problem:",
         )
@@ -493,7 +493,7 @@ def actions(ws: Workspace, edit: Edit, *, problems: list[str], read_only: str | 
                 ws.key, loaded, restore, "Roll back the last traffic change?", note=note
             )
         st.button(
-            "Reload",
+            "Reset",
             key=keys.reload,
             icon=":material/refresh:",
             type="tertiary",

@@ -27,13 +27,12 @@ _STARTED = "bluegreen_call_started"
 
 @dataclass(frozen=True)
 class CallCount:
-    """Requests sent so far and the seconds they took, in all."""
+    """Requests sent so far, the seconds they took in all, and the most that were ever in
+    flight at once."""
 
     requests: int
     seconds: float
-
-    def __sub__(self, other: CallCount) -> CallCount:
-        return CallCount(self.requests - other.requests, self.seconds - other.seconds)
+    peak: int
 
 
 class CallLog(SansIOHTTPPolicy[Any, Any]):
@@ -43,11 +42,15 @@ class CallLog(SansIOHTTPPolicy[Any, Any]):
         self._lock = threading.Lock()
         self._requests = 0
         self._seconds = 0.0
+        self._in_flight = 0
+        self._peak = 0
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         request.context[_STARTED] = time.perf_counter()
         with self._lock:
             self._requests += 1
+            self._in_flight += 1
+            self._peak = max(self._peak, self._in_flight)
 
     def on_response(
         self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
@@ -62,11 +65,17 @@ class CallLog(SansIOHTTPPolicy[Any, Any]):
         if started is not None:
             with self._lock:
                 self._seconds += time.perf_counter() - started
+                self._in_flight -= 1
 
     @property
     def count(self) -> CallCount:
         with self._lock:
-            return CallCount(self._requests, self._seconds)
+            return CallCount(self._requests, self._seconds, self._peak)
+
+    def reset_peak(self) -> None:
+        """Start counting the most in flight at once from now."""
+        with self._lock:
+            self._peak = self._in_flight
 
 
 def http_session(pool_size: int) -> requests.Session:
