@@ -6,8 +6,9 @@ a rerun after a widget interaction is then answered from what the session alread
 `note_page` (app.py, once per run) tells them apart. Opening a page re-reads what is older
 than the TTL and waits for it; a rerun on the same page never waits, and what is stale is
 read again in the background. `freshness` shows how old the page's data is, with a Reload,
-and every few seconds reads stale data again in the background, rerunning the page only
-when what came back differs from what it shows.
+and reruns the page when a read in the background brought something new. Nothing is read
+while nobody interacts: an idle tab costs the workspace nothing (a 30-endpoint workspace
+polled every few seconds by a few open tabs would run into ARM's read throttling).
 """
 
 from __future__ import annotations
@@ -79,14 +80,14 @@ def _freshness(
         # Read again since the page ran (in the background, or by a change made here): show
         # what came back.
         st.rerun()
-    session.refresh(keys)
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.caption(
             f":material/schedule: Read {age_text(time.time() - at)}",
             width="content",
-            help="The page works from what was read last. It is read again in the background "
-            f"when it is older than {TTL_S:.0f} s, when you open a page, and after every change "
-            "made here; Reload reads everything again now.",
+            help="The page works from what was read last. What is older than "
+            f"{TTL_S:.0f} s is read again when you open a page (first) or use a control (in "
+            "the background), and what a change made here touches is read at once. Reload "
+            "reads everything again now.",
         )
         if st.button(
             "Reload",

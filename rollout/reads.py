@@ -193,19 +193,6 @@ class WorkspaceReads:
                     other.read = None
                     other.generation += 1
 
-    def refresh(self, keys: Sequence[Key]) -> None:
-        """Read again, in the background, those of `keys` older than the TTL."""
-        loaders = {ENDPOINTS: self._load_heads}
-        with self._lock:
-            for key in keys:
-                slot = self._slots.get(key)
-                if slot is None or slot.read is None or self._fresh(slot):
-                    continue
-                if key == ENDPOINTS:
-                    self._start(key, slot, loaders[key])
-                elif key[0] == "deployments":
-                    self._start(key, slot, self._deployments_loader(key[1]))
-
     def current(self, keys: Sequence[Key]) -> tuple[float | None, tuple[int, ...]]:
         """The time of the oldest of `keys`' kept reads (None when one is missing) and their
         versions: what a page compares with what it showed."""
