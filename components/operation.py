@@ -9,7 +9,9 @@ import streamlit as st
 from rollout.changes import Operation
 from rollout.errors import RolloutError
 
-_POLL_S = 0.5
+# How often the poller is asked whether it is done: a local check (the SDK's own thread
+# polls the service), so often enough that an operation's end shows within a tenth.
+_POLL_S = 0.1
 _TIMEOUT_S = 900.0
 
 
@@ -20,8 +22,12 @@ def follow(operation: Operation, *, label: str) -> bool:
     """
     with st.status(f"{label}…", expanded=True) as box:
         line = st.empty()
+        shown = ""
         while not operation.done() and operation.elapsed < _TIMEOUT_S:
-            line.write(f"State: **{operation.status()}** · {operation.elapsed:.0f} s elapsed")
+            text = f"State: **{operation.status()}** · {operation.elapsed:.0f} s elapsed"
+            if text != shown:
+                line.write(text)
+                shown = text
             time.sleep(_POLL_S)
         try:
             operation.result(timeout=1.0)
