@@ -99,6 +99,12 @@ class _Slot:
     loading_generation: int = -1
     problem: str | None = None
 
+    def forget(self) -> None:
+        """Drop the kept read; a load in flight will not be kept either."""
+        self.read = None
+        self.generation += 1
+        self.problem = None
+
 
 @dataclass
 class WorkspaceReads:
@@ -163,35 +169,34 @@ class WorkspaceReads:
         with self._lock:
             for key, slot in self._slots.items():
                 if endpoint is None or key == ENDPOINTS or key[1:2] == (endpoint.lower(),):
-                    slot.read = None
-                    slot.generation += 1
-                    slot.problem = None
+                    slot.forget()
 
     def drop(self, key: Key) -> None:
         """Drop one read (a log the user asked to refresh); the next ask reads it first."""
         with self._lock:
             slot = self._slots.get(key)
             if slot is not None:
-                slot.read = None
-                slot.generation += 1
-                slot.problem = None
+                slot.forget()
 
     def remember(self, view: EndpointView) -> None:
-        """Keep `view`, just read fresh (after a change), as the endpoint's current state."""
+        """Keep `view`, just read fresh (after a change), as the endpoint's current state.
+
+        In the list of endpoints only this one is replaced: the others keep the time they
+        were read, and are read again when that is older than the TTL.
+        """
         now = time.time()
         with self._lock:
             heads = self._slots.get(ENDPOINTS)
             if heads is not None and heads.read is not None:
                 listed = [h for h in heads.read.value if h.name.lower() != view.name.lower()]
                 value = sorted([*listed, view.head], key=lambda h: h.name)
-                self._keep(ENDPOINTS, heads, value, now)
+                self._keep(heads, ENDPOINTS, value, heads.read.at, heads.loaded, ours=False)
             slot = self._slots.setdefault(deployments_key(view.name), _Slot())
             bare = tuple(_bare(d) for d in view.deployments)
-            self._keep(deployments_key(view.name), slot, bare, now)
+            self._keep(slot, deployments_key(view.name), bare, now, self.clock(), ours=False)
             for key, other in self._slots.items():
                 if key[0] == "logs" and key[1] == view.name.lower():
-                    other.read = None
-                    other.generation += 1
+                    other.forget()
 
     def current(self, keys: Sequence[Key]) -> tuple[float | None, tuple[int, ...]]:
         """The time of the oldest of `keys`' kept reads (None when one is missing) and their
@@ -259,19 +264,19 @@ class WorkspaceReads:
             slot = self._slots[key]
             if slot.generation != generation:
                 return Read(value, at, (key,), (slot.version,))
-            return self._keep(key, slot, value, at, started=started)
+            return self._keep(slot, key, value, at, started, ours=True)
 
     def _keep(
-        self, key: Key, slot: _Slot, value: Any, at: float, *, started: float | None = None
+        self, slot: _Slot, key: Key, value: Any, at: float, loaded: float, *, ours: bool
     ) -> Read[Any]:
-        """Keep `value` as `key`'s read. Lock held."""
+        """Keep `value` as `key`'s read. Lock held. A value that is not from a load of ours
+        (`remember`) outranks what is in flight: that may predate it."""
         if slot.read is None or slot.read.value != value:
             slot.version += 1
-        if started is None:
-            # Not from a load of ours: what was in flight may predate it.
+        if not ours:
             slot.generation += 1
         slot.read = Read(value, at, (key,), (slot.version,))
-        slot.loaded = self.clock() if started is None else started
+        slot.loaded = loaded
         slot.problem = None
         return slot.read
 
