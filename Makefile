@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STATE_DIR ?= .emulator
 PORT ?= 8501
+# Added latency of the emulator's control-plane and metrics answers, in ms (empty = the value
+# kept in the state directory, 0 unless set); e.g. make run ARM_LATENCY_MS=150
+ARM_LATENCY_MS ?=
+START_FLAGS := $(if $(ARM_LATENCY_MS),--arm-latency-ms $(ARM_LATENCY_MS))
 CHROMIUM := /usr/bin/chromium
 
 .PHONY: install install-dev models browser run emulator stop stop-emulator test lint unit emulator-tests bench clean
@@ -39,7 +43,7 @@ browser:
 	fi
 
 emulator: install
-	$(PY) -m emulator start --state-dir $(STATE_DIR)
+	$(PY) -m emulator start --state-dir $(STATE_DIR) $(START_FLAGS)
 	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/endpoint.yml --if-missing
 	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/blue-deployment.yml --all-traffic --if-missing
 
@@ -50,7 +54,7 @@ run: install
 		trap '$(PY) -m emulator stop --state-dir $(STATE_DIR)' EXIT; \
 		trap 'exit 130' INT; trap 'exit 143' TERM; \
 	fi; \
-	$(PY) -m emulator start --state-dir $(STATE_DIR) && \
+	$(PY) -m emulator start --state-dir $(STATE_DIR) $(START_FLAGS) && \
 	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/endpoint.yml --if-missing && \
 	$(PY) -m emulator apply --state-dir $(STATE_DIR) -f examples/blue-deployment.yml \
 		--all-traffic --if-missing && \

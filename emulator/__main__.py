@@ -1,6 +1,7 @@
 """Command line of the emulator: serve, start, status, apply, stop.
 
     python -m emulator serve  [--state-dir DIR] [--port N]     foreground server
+                              [--arm-latency-ms N] [--metrics-latency-ms N]  (and limits)
     python -m emulator start  [--state-dir DIR] [--port N]     the same, in the background
     python -m emulator status --json [--state-dir DIR]         facts; exit 1 if not running
     python -m emulator apply -f FILE [--all-traffic] [--if-missing]  create or update from YAML
@@ -27,6 +28,7 @@ os.environ.pop("AZUREML_CURRENT_CLOUD", None)
 
 from emulator import server
 from emulator.apply import ApplyError, apply_file
+from emulator.latency import MAX_LATENCY_MS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +86,18 @@ def main(argv: list[str] | None = None) -> int:
             help="largest model or code folder registered from a local path, in MiB "
             "(default 2048; kept in the state directory)",
         )
+        sub.add_argument(
+            "--arm-latency-ms",
+            type=_latency_ms,
+            help="delay every control-plane (ARM) answer by N ms, 0 to 10000, as a remote "
+            "workspace would (default 0; kept in the state directory, 0 resets it)",
+        )
+        sub.add_argument(
+            "--metrics-latency-ms",
+            type=_latency_ms,
+            help="delay every Monitor metrics answer by N ms, 0 to 10000 (default: the "
+            "--arm-latency-ms value when that is given, else the kept value or 0)",
+        )
     sub = add("status", "print the connection facts; exit 1 when not running")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("apply", "create or update an endpoint or deployment from az ml YAML")
@@ -110,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                 max_response_mb=args.max_response_mb,
                 instance_memory_mb=args.instance_memory_mb,
                 instance_log_mb=args.instance_log_mb,
+                arm_latency_ms=args.arm_latency_ms,
+                metrics_latency_ms=args.metrics_latency_ms,
             )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -145,10 +161,45 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+# The options of `serve` that `start` passes on (besides --state-dir and --port).
+_SERVE_FLAGS = (
+    "max_body_mb",
+    "retention_days",
+    "max_response_mb",
+    "instance_memory_mb",
+    "instance_log_mb",
+    "max_asset_mb",
+    "arm_latency_ms",
+    "metrics_latency_ms",
+)
+
+
+def _flag(attribute: str) -> str:
+    return "--" + attribute.replace("_", "-")
+
+
+def _latency_ms(text: str) -> int:
+    """argparse type of the latency flags (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes a whole number of milliseconds, not {text!r}"
+        ) from None
+    if not 0 <= value <= MAX_LATENCY_MS:
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range; give 0 to {MAX_LATENCY_MS} ms (0 = no delay)"
+        )
+    return value
+
+
 def _start(state_dir: Path, port: int, args: argparse.Namespace) -> int:
     try:
         facts = server.status(state_dir, timeout=2.0)
         print(f"emulator already running (pid {facts.pid}) at {facts.arm_url}")
+        given = [_flag(f) for f in _SERVE_FLAGS if getattr(args, f) is not None]
+        if given:
+            print(f"note: {', '.join(given)} not applied; stop the emulator first to change them")
         return 0
     except server.NotRunning:
         pass
@@ -157,17 +208,10 @@ def _start(state_dir: Path, port: int, args: argparse.Namespace) -> int:
     log_path = state_dir / "emulator.log"
     command = [sys.executable, "-m", "emulator", "serve", "--state-dir", str(state_dir)]
     command += ["--port", str(port)]
-    for flag in (
-        "max_body_mb",
-        "retention_days",
-        "max_response_mb",
-        "instance_memory_mb",
-        "instance_log_mb",
-        "max_asset_mb",
-    ):
+    for flag in _SERVE_FLAGS:
         value = getattr(args, flag)
         if value is not None:
-            command += [f"--{flag.replace('_', '-')}", str(value)]
+            command += [_flag(flag), str(value)]
     with open(log_path, "ab") as log_file:
         subprocess.Popen(
             command,

@@ -33,6 +33,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from emulator import arm, monitor, scoring
 from emulator.instances import SOCKET_NAME_MAX
+from emulator.latency import check_latency_ms, delayed
 from emulator.privacy import make_private
 from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
 from emulator.store import Store
@@ -130,8 +131,20 @@ def serve(
     max_response_mb: float | None = None,
     instance_memory_mb: float | None = None,
     instance_log_mb: float | None = None,
+    arm_latency_ms: int | None = None,
+    metrics_latency_ms: int | None = None,
 ) -> None:
-    """Run the emulator in the foreground until SIGINT or SIGTERM."""
+    """Run the emulator in the foreground until SIGINT or SIGTERM.
+
+    `metrics_latency_ms` follows `arm_latency_ms` when only that is given; either is
+    kept in the state directory for the next start (0 resets it).
+    """
+    if arm_latency_ms is not None:
+        check_latency_ms("--arm-latency-ms", arm_latency_ms)
+        if metrics_latency_ms is None:
+            metrics_latency_ms = arm_latency_ms
+    if metrics_latency_ms is not None:
+        check_latency_ms("--metrics-latency-ms", metrics_latency_ms)
     # The state holds endpoint keys, the token secret and the TLS keys: everything this
     # process creates from here on (SQLite's -wal and -shm, logs, instances' files) is
     # for its owner only, and what an earlier version left readable is fixed below.
@@ -177,6 +190,19 @@ def serve(
         if max_asset_mb is not None:
             emulator.assets.files.max_bytes = int(max_asset_mb * 2**20)
             emulator.store.set_meta("max_asset_mb", str(max_asset_mb))
+        for attribute, ms in (
+            ("arm_latency_ms", arm_latency_ms),
+            ("metrics_latency_ms", metrics_latency_ms),
+        ):
+            if ms is not None:
+                setattr(emulator, attribute, ms)
+                emulator.store.set_meta(attribute, str(ms))
+        if emulator.arm_latency_ms or emulator.metrics_latency_ms:
+            log.info(
+                "answers delayed: control plane %d ms, metrics %d ms",
+                emulator.arm_latency_ms,
+                emulator.metrics_latency_ms,
+            )
 
         # Written before serving: /health answers only once startup is done, so status
         # never reports this pid before the emulator is ready.
@@ -206,8 +232,13 @@ def serve(
         app.state.arm_token = token
         # Connections are counted per endpoint for the ConnectionsActive metrics.
         connections = emulator.sampler.connections
+        # The delay wraps the Starlette app only: scoring.data_plane answers scoring
+        # requests before they reach it, so the data plane is never delayed.
+        control = delayed(
+            app, arm_ms=emulator.arm_latency_ms, metrics_ms=emulator.metrics_latency_ms
+        )
         config = uvicorn.Config(
-            connections.middleware(scoring.data_plane(app, emulator)),
+            connections.middleware(scoring.data_plane(control, emulator)),
             http=connections.protocol(AutoHTTPProtocol),
             ssl_certfile=str(tls.server_cert),
             ssl_keyfile=str(tls.server_key),

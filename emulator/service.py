@@ -128,6 +128,11 @@ class Emulator:
         self.instance_log_bytes = int(
             self._meta_default("instance_log_bytes", lambda: str(defaults.log_bytes))
         )
+        # Added latency of control-plane and metrics answers (emulator/latency.py).
+        self.arm_latency_ms = int(self._meta_default("arm_latency_ms", lambda: "0"))
+        self.metrics_latency_ms = int(
+            self._meta_default("metrics_latency_ms", lambda: str(self.arm_latency_ms))
+        )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
