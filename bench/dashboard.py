@@ -333,19 +333,15 @@ def _ms(started: float) -> float:
 def _apptest(reps: int, emulator: Emulator, home: Path, deadline: Deadline) -> dict[str, Any]:
     """Scenarios (a) to (e) on one workspace at its current latency; name -> summary."""
     import streamlit as st
+    from streamlit.logger import set_log_level
     from streamlit.testing.v1 import AppTest
 
     from components.traffic_editor import EditorKeys
 
-    # Clearing the caches from outside a script run is what this benchmark means to do:
-    # Streamlit's warnings about it ("missing ScriptRunContext", "No runtime found") are noise.
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith("streamlit"):
-            logging.getLogger(name).setLevel(logging.ERROR)
-
     os.environ["EMULATOR_STATE_DIR"] = str(emulator.state_dir)
     os.environ["BLUEGREEN_HOME"] = str(home)
     os.environ.pop("BLUEGREEN_READ_ONLY", None)
+    set_log_level("error")  # see checked()
     # A restarted emulator: no client of the one before (cache_resource holds the MLClient).
     st.cache_resource.clear()
     st.cache_data.clear()
@@ -361,6 +357,9 @@ def _apptest(reps: int, emulator: Emulator, home: Path, deadline: Deadline) -> d
         return app
 
     def checked(app: AppTest, what: str) -> AppTest:
+        # Clearing caches and setting widgets outside a script run is what this benchmark
+        # means to do: Streamlit's warnings about it are noise. Every run resets the level.
+        set_log_level("error")
         if app.exception:
             raise BenchError(f"{what} raised: {app.exception[0].value}")
         return app
