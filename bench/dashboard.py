@@ -12,7 +12,7 @@ one warm-up):
       switch_page(page).run(), with st.cache_data cleared just before it (nothing
       cached yet: a user's first visit, or one after the caches' ttl);
   (b) page switch in a session: Endpoints -> Traffic and back (the mean of the two);
-  (c) slider move on Traffic (green's live slider to a new value);
+  (c) slider move on Traffic (green's live slider to a new value: 20, 40, 60, 80, 20...);
   (c*) the same after st.cache_data.clear() (a user who paused longer than the ttls);
   (d) preset click on Traffic (90/10 and 50/50 in turn);
   (e) Metrics time-range change (the "metrics_span" selectbox, a new span each time).
