@@ -8,12 +8,14 @@ with the other value; metrics latency follows it).
 
 AppTest (streamlit.testing.v1, in this process; median and p90 of the repetitions after
 one warm-up):
-  (a) page open in a new session, per page: a new AppTest, run(), then the timed
-      switch_page(page).run(), with st.cache_data cleared just before it (nothing
-      cached yet: a user's first visit, or one after the caches' ttl);
-  (b) page switch in a session: Endpoints -> Traffic and back (the mean of the two);
+  (a) page open in a new session, per page: a new AppTest whose first, timed run opens
+      the page (nothing read yet: a user's first visit);
+  (b) page switch in a session: Endpoints -> Traffic and back (the mean of the two),
+      within the reads' TTL (rollout/reads.py), and (b*) with everything read older than
+      the TTL (the page reads again before it shows);
   (c) slider move on Traffic (green's live slider to a new value: 20, 40, 60, 80, 20...);
-  (c*) the same after st.cache_data.clear() (a user who paused longer than the ttls);
+  (c*) the same with everything read older than the TTL (a user who paused: the rerun
+      is served from memory while the data is read again in the background);
   (d) preset click on Traffic (90/10 and 50/50 in turn);
   (e) Metrics time-range change (the "metrics_span" selectbox, a new span each time).
 Headless Chromium (Playwright, /usr/bin/chromium) on `streamlit run app.py` against the
@@ -377,10 +379,12 @@ def _apptest(reps: int, emulator: Emulator, home: Path, deadline: Deadline) -> d
     for title, page in PAGES.items():
 
         def open_page(rep: int, page: str = page) -> float:
-            app = new_app()
+            app = AppTest.from_file(str(REPO / "app.py"), default_timeout=APPTEST_TIMEOUT_S)
+            app.query_params["endpoint"] = ENDPOINT
+            app.switch_page(page)
             st.cache_data.clear()
             started = time.perf_counter()
-            app.switch_page(page).run()
+            app.run()
             took = _ms(started)
             checked(app, page)
             return took
@@ -399,6 +403,12 @@ def _apptest(reps: int, emulator: Emulator, home: Path, deadline: Deadline) -> d
 
     measure("(b) switch in a session", switch)
 
+    def switch_stale(rep: int) -> float:
+        with _stale(app):
+            return switch(rep)
+
+    measure("(b*) switch, data older than the TTL", switch_stale)
+
     app = new_app(PAGES["Traffic"])
 
     def slider(rep: int, *, cold: bool = False) -> float:
@@ -406,14 +416,13 @@ def _apptest(reps: int, emulator: Emulator, home: Path, deadline: Deadline) -> d
         current = widget.value
         assert isinstance(current, int), f"green's slider holds {current!r}"
         widget.set_value(10 + (current + 10) % 80)
-        if cold:
-            st.cache_data.clear()
-        started = time.perf_counter()
-        checked(widget.run(), "a slider move")
-        return _ms(started)
+        with _stale(app) if cold else contextlib.nullcontext():
+            started = time.perf_counter()
+            checked(widget.run(), "a slider move")
+            return _ms(started)
 
     measure("(c) slider move", slider)
-    measure("(c*) slider move, caches cleared", lambda rep: slider(rep, cold=True))
+    measure("(c*) slider move, data older than the TTL", lambda rep: slider(rep, cold=True))
 
     def preset(rep: int) -> float:
         button = app.button(key=keys.preset(1 + rep % 2))  # 90/10, 50/50
@@ -435,6 +444,17 @@ def _apptest(reps: int, emulator: Emulator, home: Path, deadline: Deadline) -> d
 
     measure("(e) metrics range change", span)
     return results
+
+
+@contextlib.contextmanager
+def _stale(app: Any) -> Iterator[None]:
+    """Everything the session has read is made older than the TTL (as after a pause) just
+    before the block."""
+    # AppTest's session state has `in` and [] (no get).
+    held = app.session_state["workspace_reads"] if "workspace_reads" in app.session_state else {}  # noqa: SIM401
+    for reads in held.values():
+        reads.age(reads.ttl + 1.0)
+    yield
 
 
 # --- Chromium -----------------------------------------------------------------------------
@@ -676,9 +696,9 @@ def targets(apptest: dict[str, Any], browser: dict[str, Any]) -> list[tuple[bool
         if not (low and high):
             continue
         for name in low:
-            if name.startswith(("(c) ", "(d) ")):
+            if name.startswith(("(c) ", "(c*) ", "(d) ")):
                 limit, what = TARGET_SAME_MS, "within 50 ms of 0 ms"
-            elif name.startswith("(a) "):
+            elif name.startswith(("(a) ", "(b*) ")):
                 limit, what = TARGET_OPEN_MS, "at most 500 ms more than at 0 ms"
             else:
                 continue
@@ -693,7 +713,8 @@ def targets(apptest: dict[str, Any], browser: dict[str, Any]) -> list[tuple[bool
             )
     for name, s in browser.items():
         if name.startswith("(f) "):
-            limit = TARGET_SWITCH_MS
+            # The issue's target for the Metrics page is its own (four charts, 0.8 s).
+            limit = TARGET_CHARTS_MS if name.endswith("Metrics") else TARGET_SWITCH_MS
         elif name.startswith("(g) "):
             limit = TARGET_CHARTS_MS
         else:

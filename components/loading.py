@@ -22,6 +22,7 @@ from rollout.reads import TTL_S, Key, Read, WorkspaceReads
 from rollout.workspace import Workspace
 
 _READS = "workspace_reads"
+SELECTED = "selected_endpoint"  # the endpoint the pages work on (components/selection.py)
 _PAGE = "page_shown"
 _OPENED = "page_opened"
 
@@ -45,6 +46,15 @@ def reads(ws: Workspace) -> WorkspaceReads:
     if current is None or current.ws is not ws:
         current = held[ws.key] = WorkspaceReads(ws)
     return current
+
+
+def start_reading(ws: Workspace) -> None:
+    """Before the list of endpoints is read: when the URL or the session already names the
+    endpoint the page works on, start reading its deployments too, so that both come back
+    in one round trip."""
+    wanted = st.query_params.get("endpoint") or st.session_state.get(SELECTED)
+    if wanted:
+        reads(ws).prefetch(str(wanted), wait=page_opened())
 
 
 def invalidate(ws: Workspace, endpoint: str | None = None) -> None:

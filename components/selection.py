@@ -6,13 +6,13 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from components.loading import freshness, page_opened, reads
+from components.loading import SELECTED, freshness, page_opened, reads
 from components.workspace import current_workspace
 from rollout.endpoints import EndpointHead, EndpointView
 from rollout.errors import RolloutError
 from rollout.workspace import Workspace
 
-_KEY = "selected_endpoint"
+_KEY = SELECTED
 
 
 def select_endpoint(endpoints: Sequence[EndpointHead]) -> EndpointHead | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import streamlit as st
 
-from components.loading import page_opened, reads
+from components.loading import page_opened, reads, start_reading
 from rollout.errors import RolloutError
 from rollout.workspace import (
     AzureSettings,
@@ -100,6 +100,7 @@ def workspace_sidebar() -> None:
         ws = current_workspace()
         if ws is not None:
             # The page's own first read (kept for it): connected means it answered.
+            start_reading(ws)
             try:
                 reads(ws).endpoints(wait=page_opened())
             except RolloutError as exc:

@@ -198,6 +198,20 @@ class WorkspaceReads:
                 if key[0] == "logs" and key[1] == view.name.lower():
                     other.forget()
 
+    def age(self, seconds: float) -> None:
+        """Make everything kept `seconds` older, as if read that much earlier (what a pause
+        does: for benchmarks and tests of what happens after the TTL)."""
+        with self._lock:
+            for slot in self._slots.values():
+                slot.loaded -= seconds
+
+    def prefetch(self, endpoint: str, *, wait: bool) -> None:
+        """Start reading `endpoint`'s deployments now, if `endpoint` will ask for them, so
+        that they come back with the list of endpoints rather than after it (a page whose
+        endpoint is known from the URL opens in one round trip, not two). A name the list
+        turns out not to have costs one wasted read."""
+        self._deployments_request(endpoint, wait=wait)
+
     def current(self, keys: Sequence[Key]) -> tuple[float | None, tuple[int, ...]]:
         """The time of the oldest of `keys`' kept reads (None when one is missing) and their
         versions: what a page compares with what it showed."""

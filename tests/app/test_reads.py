@@ -7,10 +7,11 @@ and MetricsClient has a `CallLog` policy (rollout/calls.py) that counts what goe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from azure.ai.ml.entities import ManagedOnlineEndpoint
 from streamlit.testing.v1 import AppTest
 
 from components.traffic_editor import EditorKeys
@@ -209,3 +210,43 @@ def test_opening_a_page_reads_again_what_is_older_than_the_ttl(page_env: Workspa
 
     assert not app.exception, app.exception
     assert _arm_requests(app) > before
+
+
+@pytest.fixture(scope="module")
+def far_workspace(
+    emulator_factory: Callable[[str], RunningEmulator],
+) -> RunningEmulator:
+    """An emulator that answers ARM after 400 ms, as Azure does from afar; three endpoints
+    without deployments (nothing to start)."""
+    running = emulator_factory("far-arm")
+    running.start(args=("--arm-latency-ms", "400"))
+    ml = running.workspace().ml_client
+    for i in range(3):
+        ml.online_endpoints.begin_create_or_update(
+            ManagedOnlineEndpoint(name=f"far-{i}", auth_mode="key")
+        ).result()
+    return running
+
+
+def test_a_page_opened_on_a_named_endpoint_reads_it_with_the_list_in_one_round_trip(
+    far_workspace: RunningEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("EMULATOR_STATE_DIR", str(far_workspace.state_dir))
+    monkeypatch.setenv("BLUEGREEN_HOME", str(tmp_path / "home"))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.query_params["endpoint"] = "far-1"
+    app.switch_page("app_pages/traffic.py")
+    app.run()  # connects (a cached client for the process), then reads
+    ws = _reads(app).ws
+    _reads(app).invalidate()
+    ws.arm_calls.reset_peak()
+    before = ws.arm_calls.count.requests
+
+    app.switch_page("app_pages/deployments.py").run()
+
+    assert not app.exception, app.exception
+    assert ws.arm_calls.count.requests == before + 2  # the endpoints, far-1's deployments
+    assert ws.arm_calls.count.peak == 2  # both on the wire at once
+    assert any(
+        "far-1 has no deployments" in i.value or "no deployments" in i.value for i in app.info
+    )
