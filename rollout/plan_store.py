@@ -22,6 +22,7 @@ from typing import Any
 
 from rollout import history
 from rollout.errors import Conflict, NotFound
+from rollout.evidence import Evidence
 from rollout.gates import Gates, Verdict
 from rollout.promotion import Plan, Step, Transition
 
@@ -69,7 +70,13 @@ def plan_from_dict(body: dict[str, Any], *, id: int | None = None, version: int 
         Step(s["kind"], s["percent"], s["min_minutes"], Gates(**s["gates"])) for s in body["steps"]
     )
     transitions = tuple(
-        Transition(**{**t, "verdicts": tuple(Verdict(**v) for v in t["verdicts"])})
+        Transition(
+            **{
+                **t,
+                "verdicts": tuple(Verdict(**v) for v in t["verdicts"]),
+                "evidence": tuple(Evidence(**e) for e in t.get("evidence", ())),
+            }
+        )
         for t in body["transitions"]
     )
     return Plan(

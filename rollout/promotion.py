@@ -59,6 +59,7 @@ class Transition:
     reason: str = ""  # why: the override of failing gates, or the abort
     who: str = ""
     verdicts: tuple[Verdict, ...] = ()  # the gates as they stood when the step was left
+    evidence: tuple[Evidence, ...] = ()  # (baseline, candidate) the gates were evaluated on
 
 
 @dataclass(frozen=True)
@@ -243,13 +244,31 @@ def minutes_in_step(plan: Plan, *, now: float) -> float:
     return max(0.0, now - plan.entered_at) / 60.0 if plan.entered_at is not None else 0.0
 
 
+def baseline_reference(plan: Plan) -> Evidence | None:
+    """The baseline's evidence from the last step left with the baseline serving requests:
+    what a step that gives the baseline no live traffic (live 100%) compares against."""
+    for move in reversed(plan.transitions):
+        if move.evidence and move.evidence[0].requests > 0:
+            return move.evidence[0]
+    return None
+
+
 def evaluate_current(
     plan: Plan, baseline: Evidence, candidate: Evidence, *, now: float
 ) -> tuple[Verdict, ...]:
-    """The gates of the step in progress; () before the start."""
+    """The gates of the step in progress; () before the start. In a step where the baseline
+    serves nothing, the baseline is its evidence from the step before (`baseline_reference`)."""
     if plan.step is None:
         return ()
+    baseline = _baseline_for(plan, baseline)
     return evaluate(plan.step, baseline, candidate, minutes_in_step=minutes_in_step(plan, now=now))
+
+
+def _baseline_for(plan: Plan, baseline: Evidence) -> Evidence:
+    step = plan.step
+    if step is not None and step.kind == "live" and step.percent == 100 and not baseline.requests:
+        return baseline_reference(plan) or baseline
+    return baseline
 
 
 def _refuse(plan: Plan, doing: str, why: str) -> Conflict:
@@ -265,8 +284,9 @@ def _moved(
     reason: str = "",
     who: str = "",
     verdicts: tuple[Verdict, ...] = (),
+    evidence: tuple[Evidence, ...] = (),
 ) -> Plan:
-    move = Transition(now, action, plan.current, to, reason, who, verdicts)
+    move = Transition(now, action, plan.current, to, reason, who, verdicts, evidence)
     return replace(plan, current=to, entered_at=now, transitions=(*plan.transitions, move))
 
 
@@ -311,6 +331,7 @@ def promote(
     moved = _moved(
         plan, "promote", plan.current if last else plan.current + 1, now,
         reason=reason.strip(), who=who, verdicts=verdicts,
+        evidence=(_baseline_for(plan, baseline), candidate),
     )  # fmt: skip
     return replace(moved, state="done") if last else moved
 

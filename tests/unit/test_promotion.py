@@ -17,6 +17,7 @@ from rollout.promotion import (
     Step,
     abort,
     abort_traffic,
+    baseline_reference,
     check_plan,
     check_retire,
     evaluate,
@@ -389,3 +390,23 @@ def test_any_sequence_of_actions_keeps_the_plan_consistent(actions: list[str]) -
             assert p.current == -1
         if p.state == "running":
             assert p.step is not None
+
+
+def test_at_live_100_the_baseline_is_compared_with_its_evidence_from_the_step_before() -> None:
+    at_50 = running_at(2)
+    at_100 = promote(at_50, baseline=GOOD_BLUE, candidate=GOOD_GREEN, now=T0 + 20 * MIN)
+    assert at_100.step == DEFAULT_STEPS[3]
+    assert baseline_reference(at_100) == GOOD_BLUE
+    idle_blue = served("blue", 0, p95=None)
+    verdicts = evaluate_current(at_100, idle_blue, GOOD_GREEN, now=T0 + 40 * MIN)
+    assert overall(verdicts) == "pass"
+    bad = served("green", 1_000, 200)
+    failing = evaluate_current(at_100, idle_blue, bad, now=T0 + 40 * MIN)
+    assert by_gate(failing)["error-rate increase"].status == "fail"
+    at_retire = promote(at_100, baseline=idle_blue, candidate=GOOD_GREEN, now=T0 + 40 * MIN)
+    assert at_retire.step == DEFAULT_STEPS[4]
+    assert at_retire.transitions[-1].evidence == (GOOD_BLUE, GOOD_GREEN)
+
+
+def test_a_plan_with_no_baseline_evidence_yet_has_no_reference() -> None:
+    assert baseline_reference(running_at(3)) is None
