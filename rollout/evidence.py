@@ -120,15 +120,9 @@ def _percentile(latency: Any, requests: Any, metric: str) -> float | None:
     rows = latency[latency["metric"] == metric].dropna(subset=["value"]) if len(latency) else None
     if rows is None or not len(rows):
         return None
-    weights = (
-        requests.groupby(["time", "traffic_type"])["count"].sum()
-        if len(requests)
-        else requests.iloc[0:0]
-    )
-    w = [
-        float(weights.get((t, kind), 0.0)) if len(weights) else 0.0
-        for t, kind in zip(rows["time"], rows["traffic_type"], strict=True)
-    ]
+    counts = requests.groupby(["time", "traffic_type"])["count"].sum() if len(requests) else None
+    weights = {} if counts is None else {key: float(n) for key, n in counts.items()}
+    w = [weights.get(key, 0.0) for key in zip(rows["time"], rows["traffic_type"], strict=True)]
     values = [float(v) for v in rows["value"]]
     total = sum(w)
     if total <= 0:  # no counts to weigh by: every bucket alike
