@@ -78,3 +78,15 @@ def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]
     freshness(ws, everything)
     selected = None if head is None else next(e for e in everything.value if e.name == head.name)
     return ws, everything.value, selected
+
+
+def focus_endpoint(name: str | None) -> None:
+    """Make `name` the selected endpoint from the next run on (None: the first one), after a
+    change created or deleted an endpoint."""
+    st.session_state.pop(f"{_KEY}_box", None)
+    if name is None:
+        st.session_state.pop(_KEY, None)
+        st.query_params.pop("endpoint", None)
+    else:
+        st.session_state[_KEY] = name
+        st.query_params["endpoint"] = name

@@ -343,7 +343,7 @@ def check_like_form(
     instance_count: int,
 ) -> list[Violation]:
     """Everything wrong with a "like this one" deployment as chosen, before anything is sent."""
-    found = _check_new(endpoint, existing, name)
+    found = check_new_deployment(endpoint, existing, name)
     found += rules.check_instance_count(endpoint, name, instance_count)
     if isinstance(model, LocalModel) and not model.path.exists():
         found.append(
@@ -372,7 +372,9 @@ def _check_asset_name(name: str) -> list[Violation]:
     ]
 
 
-def _check_new(endpoint: str, existing: Collection[str], name: str) -> list[Violation]:
+def check_new_deployment(endpoint: str, existing: Collection[str], name: str) -> list[Violation]:
+    """Azure's rules for a new deployment (rules.check_new_deployment), and the name not taken:
+    here a deployment is added, never replaced."""
     found = rules.check_new_deployment(endpoint, existing, name)
     if name.lower() in {e.lower() for e in existing}:
         found.append(
@@ -398,7 +400,7 @@ def begin_create_deployment(ws: Workspace, new: NewDeployment) -> Operation:
     what = f"creating deployment '{name}' of '{endpoint}'"
     with conditions.one_change_at_a_time(ws.key, endpoint):
         existing = [d.name for d in list_deployments(ws, endpoint)]
-        rules.raise_for(_check_new(endpoint, existing, name))
+        rules.raise_for(check_new_deployment(endpoint, existing, name))
         entity = ws.prepare_assets(copy.deepcopy(new.entity))
         poller = _sdk_call(
             what, lambda: ws.ml_client.online_deployments.begin_create_or_update(entity)
