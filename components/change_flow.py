@@ -54,6 +54,7 @@ def run_change(
     done: str,
     clear: Callable[[], None],
     whole_workspace: bool = False,
+    on_success: Callable[[], None] | None = None,
     on_failure: Callable[[], None] | None = None,
 ) -> bool:
     """Start the change, follow it, write the audit log; close the dialog when it worked.
@@ -84,6 +85,8 @@ def run_change(
         st.warning(f"The change was not written to the audit log: {exc}")
     clear()
     if ok:
+        if on_success is not None:
+            on_success()
         flash("success", done)
         st.rerun()
     if on_failure is not None:

@@ -30,6 +30,14 @@ _FROM_YAML, _LIKE = "yaml", "like"
 _PATH, _UPLOAD = "path", "upload"
 _KEEP, _REGISTERED, _FOLDER = "keep", "registered", "folder"
 _LOG_LINES = 100
+_RESET = "new_deployment_reset"
+_FIELDS = (
+    "new_deployment_yaml_path",
+    "new_deployment_yaml_name",
+    "new_deployment_like_name",
+    "new_deployment_like_mpath",
+    "new_deployment_like_code",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,10 @@ def _deploy_button(key: str, blocker: str | None, pending: PendingDeployment | N
 
 
 def add_deployment_form(ws: Workspace, endpoint: EndpointView, read_only: str | None) -> None:
+    if st.session_state.pop(_RESET, False):
+        # Emptied once the deployment was created (before the fields are drawn, so it shows).
+        for key in _FIELDS:
+            st.session_state[key] = ""
     st.caption(
         f"A new deployment of **{endpoint.name}** starts with 0% live traffic: test it alone "
         "(Test), mirror to it and move traffic to it (Traffic) when it is ready."
@@ -329,6 +341,7 @@ def _create_dialog(ws: Workspace, endpoint: EndpointView, pending: PendingDeploy
             done=f"Deployment '{pending.name}' of '{endpoint.name}' is running, with 0% live "
             "traffic. Send it requests alone on Test; give it traffic on Traffic.",
             clear=_clear_pending,
+            on_success=lambda: st.session_state.update({_RESET: True}),
             on_failure=lambda: _failure_logs(ws, endpoint.name, pending.name),
         )
 

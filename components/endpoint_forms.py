@@ -19,6 +19,8 @@ from rollout.endpoints import EndpointView
 from rollout.workspace import Workspace
 
 _PENDING = "endpoint_action_pending"
+_RESET = "new_endpoint_reset"
+_FIELDS = ("new_endpoint_name", "new_endpoint_description")
 _AUTH_LABELS = {"key": "Key", "aml_token": "AML token"}
 _BUSY_STATES = ("Creating", "Updating", "Deleting")
 
@@ -46,6 +48,10 @@ def _problems_text(messages: Sequence[str]) -> str:
 
 def create_endpoint_form(existing: Sequence[str], read_only: str | None) -> None:
     """Name (checked against Azure's rules and the endpoints there are), auth mode, description."""
+    if st.session_state.pop(_RESET, False):
+        # Emptied once the endpoint was created (before the fields are drawn, so it shows).
+        for key in _FIELDS:
+            st.session_state[key] = ""
     name = st.text_input(
         "Endpoint name",
         key="new_endpoint_name",
@@ -114,9 +120,9 @@ def _create_dialog(ws: Workspace, existing: Sequence[str], pending: PendingEndpo
         st.rerun()
     if confirm.button("Create", key="new_endpoint_confirm", type="primary", width="stretch"):
 
-        def clear() -> None:
-            _clear_pending()
+        def created() -> None:
             focus_endpoint(name)
+            st.session_state[_RESET] = True
 
         run_change(
             ws,
@@ -134,8 +140,9 @@ def _create_dialog(ws: Workspace, existing: Sequence[str], pending: PendingEndpo
             },
             reason=reason or "",
             done=f"Endpoint '{name}' was created. Add its first deployment under New deployment.",
-            clear=clear,
+            clear=_clear_pending,
             whole_workspace=True,
+            on_success=created,
         )
 
 
@@ -214,11 +221,6 @@ def _delete_dialog(ws: Workspace, endpoints: Sequence[EndpointView], target: End
         width="stretch",
         disabled=(typed or "").strip() != target.name,
     ):
-
-        def clear() -> None:
-            _clear_pending()
-            focus_endpoint(None)
-
         run_change(
             ws,
             endpoint=target.name,
@@ -234,8 +236,9 @@ def _delete_dialog(ws: Workspace, endpoints: Sequence[EndpointView], target: End
             after={"endpoint": target.name, "deleted": True},
             reason=reason or "",
             done=f"Endpoint '{target.name}' and its deployments were deleted.",
-            clear=clear,
+            clear=_clear_pending,
             whole_workspace=True,
+            on_success=lambda: focus_endpoint(None),
         )
 
 
