@@ -322,7 +322,13 @@ def deployment_like(
     if isinstance(model, RegisteredModel):
         entity.model = model.reference
     elif isinstance(model, LocalModel):
-        entity.model = Model(path=str(model.path.resolve()), name=model.name or None)
+        # As azure-ai-ml's YAML loader makes a named model without a version: Azure registers
+        # it as that name's next version (an unnamed one gets a name from its content).
+        entity.model = Model(
+            path=str(model.path.resolve()),
+            name=model.name or None,
+            auto_increment_version=bool(model.name),
+        )
     if code is not None:
         script = entity.code_configuration.scoring_script if entity.code_configuration else None
         entity.code_configuration = CodeConfiguration(

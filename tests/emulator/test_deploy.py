@@ -127,6 +127,44 @@ def test_a_new_version_like_blue_with_another_model_folder_keeps_blues_settings(
     assert deploy.list_model_versions(workspace, "model-2") == [v2.model.rsplit("/", 1)[-1]]
 
 
+def test_a_new_version_like_blue_with_a_registered_model_version(
+    endpoint: str, workspace: Workspace
+) -> None:
+    # model-2:1 was registered when green's YAML was deployed above.
+    versions = deploy.list_model_versions(workspace, "model-2")
+    new = deploy.plan_like(
+        workspace,
+        endpoint,
+        "blue",
+        name="blue-m2",
+        model=deploy.RegisteredModel("model-2", versions[0]),
+    )
+    deploy.begin_create_deployment(workspace, new).result(timeout=WAIT)
+    entity = workspace.ml_client.online_deployments.get("blue-m2", endpoint)
+    assert entity.model.endswith(f"/models/model-2/versions/{versions[0]}")
+    live = {d.name: d.live for d in get_endpoint(workspace, endpoint).deployments}
+    assert live["blue-m2"] == 0
+
+
+def test_like_this_one_copies_every_setting_but_what_is_changed(
+    endpoint: str, workspace: Workspace, tmp_path: Path
+) -> None:
+    blue = workspace.ml_client.online_deployments.get("blue", endpoint)
+    copy = deploy.deployment_like(
+        blue, name="copy", code=EXAMPLES / "model-2" / "onlinescoring", instance_count=3
+    )
+    assert (copy.name, copy.instance_count) == ("copy", 3)
+    assert copy.code_configuration.code == str((EXAMPLES / "model-2" / "onlinescoring").resolve())
+    assert copy.code_configuration.scoring_script == blue.code_configuration.scoring_script
+    assert (copy.model, copy.environment) == (blue.model, blue.environment)
+    assert copy.request_settings.max_concurrent_requests_per_instance == (
+        blue.request_settings.max_concurrent_requests_per_instance
+    )
+    assert (blue.name, blue.instance_count) == ("blue", 1)  # the original is left as it was
+    named = deploy.deployment_like(blue, name="x", model=deploy.LocalModel(tmp_path, "model-9"))
+    assert (named.model.name, named.model.path) == ("model-9", str(tmp_path.resolve()))
+
+
 def test_like_this_one_refuses_a_missing_folder_and_a_bad_count_in_words(
     endpoint: str, tmp_path: Path
 ) -> None:
