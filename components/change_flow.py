@@ -63,7 +63,10 @@ def run_change(
     not only the endpoint's. Returns False when it was refused or failed (the dialog stays).
     """
     try:
-        operation = start()
+        # Starting may take a while before there is an operation to follow: local folders
+        # are uploaded (Azure) or registered (the emulator) first.
+        with st.spinner(f"{label}: sending…"):
+            operation = start()
     except RolloutError as exc:
         st.error(f"Nothing was changed: {exc}")
         return False

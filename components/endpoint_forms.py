@@ -13,7 +13,7 @@ import streamlit as st
 
 from components.change_flow import flash, run_change
 from components.selection import focus_endpoint
-from rollout import deploy
+from rollout import deploy, rules
 from rollout.deploy import AUTH_MODES, AuthMode
 from rollout.endpoints import EndpointView
 from rollout.workspace import Workspace
@@ -59,6 +59,11 @@ def create_endpoint_form(existing: Sequence[str], read_only: str | None) -> None
         help="3 to 32 letters, digits and single dashes, starting with a letter. Azure wants it "
         "unique in the region, not only in the workspace.",
     ).strip()
+    naming = [v.message for v in rules.check_new_endpoint(existing, name)] if name else []
+    if naming:
+        st.error(_problems_text(naming), icon=":material/block:")
+    elif name:
+        st.caption(f":material/check: '{name}' is a valid name, not taken in this workspace.")
     auth_mode = st.radio(
         "Auth mode",
         AUTH_MODES,
@@ -74,12 +79,11 @@ def create_endpoint_form(existing: Sequence[str], read_only: str | None) -> None
         if name
         else []
     )
-    if problems:
-        st.error(_problems_text(problems), icon=":material/block:")
-    elif name:
-        st.caption(f":material/check: '{name}' is a valid name, not taken in this workspace.")
+    rest = [m for m in problems if m not in naming]
+    if rest:
+        st.error(_problems_text(rest), icon=":material/block:")
     blocker = read_only or (
-        "Type a name first." if not name else "Fix the name first." if problems else None
+        "Type a name first." if not name else "Fix what is listed first." if problems else None
     )
     if read_only:
         st.caption(":material/lock: Read-only mode: disabled.")
