@@ -18,6 +18,7 @@ def main() -> None:
             st.Page("app_pages/traffic.py", title="Traffic", icon=":material/tune:"),
             st.Page("app_pages/test.py", title="Test", icon=":material/send:"),
             st.Page("app_pages/deployments.py", title="Deployments", icon=":material/dns:"),
+            st.Page("app_pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
             st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
         ]
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.change_flow import show_flash
 from components.deployment_actions import (
     delete_control,
     logs_panel,
     open_pending_dialog,
     scale_control,
-    show_flash,
 )
 from components.endpoint_views import deployments_table
 from components.selection import endpoint_in_focus

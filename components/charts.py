@@ -42,7 +42,7 @@ class Marker:
     """A change made from the dashboard, drawn at `at` (UTC) on every time axis."""
 
     at: datetime
-    kind: str  # traffic, mirror, scale or delete
+    kind: str  # traffic, mirror, scale, delete or deploy
     label: str  # short, drawn beside the line
     detail: str  # when, who, before -> after, reason: shown on hover
 
@@ -102,6 +102,9 @@ def markers_from_changes(changes: Iterable[Change], *, tz: tzinfo | None = None)
         elif change.action == "delete":
             name = before.get("deployment") or after.get("deployment") or "?"
             kind, label, words = "delete", f"deleted {name}", f"deleted deployment {name}"
+        elif change.action == "create_deployment":
+            name = after.get("deployment") or "?"
+            kind, label, words = "deploy", f"deployed {name}", f"deployed {name} at 0% live"
         else:
             kind, label, words = change.action, change.action, change.action
         reason = f" — “{change.reason}”" if change.reason else ""

@@ -17,8 +17,8 @@ import pandas as pd
 import streamlit as st
 
 from components import loading
-from components.operation import follow
-from rollout import history, rules
+from components.change_flow import run_change
+from rollout import rules
 from rollout.changes import Operation, begin_delete_deployment, begin_scale
 from rollout.endpoints import DeploymentView, EndpointView
 from rollout.errors import RolloutError
@@ -26,7 +26,6 @@ from rollout.reads import logs_key
 from rollout.workspace import Workspace
 
 _PENDING = "deployment_action_pending"
-_FLASH = "deployment_action_flash"
 _BUSY_STATES = ("Creating", "Updating", "Deleting")
 LOG_CONTAINERS = ("inference-server", "storage-initializer")
 MIN_LOG_LINES, MAX_LOG_LINES = 50, 2000
@@ -86,25 +85,6 @@ def pending_capacity(deployment: DeploymentView, instances: int) -> int:
     """How many requests may be pending before the deployment answers 429."""
     per_instance = deployment.max_concurrent_requests or rules.DEFAULT_MAX_CONCURRENT_REQUESTS
     return 2 * per_instance * instances
-
-
-# --- flash messages -------------------------------------------------------------------------
-
-
-def _flash(kind: Literal["success", "error"], message: str) -> None:
-    st.session_state[_FLASH] = (kind, message)
-
-
-def show_flash() -> None:
-    """The outcome of the action the last run finished, once."""
-    flashed = st.session_state.pop(_FLASH, None)
-    if flashed is None:
-        return
-    kind, message = flashed
-    if kind == "success":
-        st.success(message, icon=":material/check_circle:")
-    else:
-        st.error(message, icon=":material/error:")
 
 
 def _clear_pending() -> None:
@@ -287,41 +267,18 @@ def _run(
     reason: str,
     done: str,
 ) -> None:
-    """Start the change, follow it, write the audit log; close the dialog when it worked."""
-    try:
-        operation = start()
-    except RolloutError as exc:
-        st.error(f"Nothing was changed: {exc}")
-        return
-    ok = follow(operation, label=label)
-    # Whatever the outcome, the page reads the endpoint again before it shows it.
-    loading.invalidate(ws, endpoint.name)
-    outcome = "Succeeded" if ok else f"Failed: {_failure(operation)}"
-    try:
-        history.record(
-            workspace=ws.key,
-            endpoint=endpoint.name,
-            action=action,
-            before=before,
-            after=after,
-            reason=reason,
-            outcome=outcome,
-        )
-    except Exception as exc:  # noqa: BLE001 - the change happened; say the log failed, in words
-        st.warning(f"The change was not written to the audit log: {exc}")
-    _clear_pending()
-    if ok:
-        _flash("success", done)
-        st.rerun()
-    st.caption("Close this dialog to go back to the page.")
-
-
-def _failure(operation: Operation) -> str:
-    try:
-        operation.result(timeout=1.0)
-    except RolloutError as exc:
-        return str(exc)
-    return "did not finish"
+    run_change(
+        ws,
+        endpoint=endpoint.name,
+        action=action,
+        start=start,
+        label=label,
+        before=before,
+        after=after,
+        reason=reason,
+        done=done,
+        clear=_clear_pending,
+    )
 
 
 def open_pending_dialog(ws: Workspace, endpoint: EndpointView) -> None:

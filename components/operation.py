@@ -33,7 +33,7 @@ def follow(operation: Operation, *, label: str) -> bool:
             operation.result(timeout=1.0)
         except RolloutError as exc:
             line.write(f"Failed after {operation.elapsed:.0f} s")
-            box.update(label=f"{label}: failed", state="error")
+            box.update(label=f"{label}: failed", state="error", expanded=True)
             st.error(str(exc))
             return False
         line.write(f"Done in {operation.elapsed:.1f} s")

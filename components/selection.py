@@ -13,6 +13,7 @@ from rollout.errors import RolloutError
 from rollout.workspace import Workspace
 
 _KEY = SELECTED
+_FOCUS = "selected_endpoint_focus"
 
 
 def select_endpoint(endpoints: Sequence[EndpointHead]) -> EndpointHead | None:
@@ -21,8 +22,16 @@ def select_endpoint(endpoints: Sequence[EndpointHead]) -> EndpointHead | None:
         st.info("This workspace has no online endpoints yet.")
         return None
     names = [e.name for e in endpoints]
-    wanted = st.query_params.get("endpoint") or st.session_state.get(_KEY)
-    index = names.index(wanted) if wanted in names else 0
+    focus = st.session_state.pop(_FOCUS, None)
+    if focus is not None:
+        # A change asked for this endpoint: the widget's own state says so, which the browser
+        # follows (an index alone would lose to the value the browser holds). The index is
+        # then left at its default, which Streamlit expects alongside a value set this way.
+        st.session_state[f"{_KEY}_box"] = focus if focus in names else names[0]
+        index = 0
+    else:
+        wanted = st.query_params.get("endpoint") or st.session_state.get(_KEY)
+        index = names.index(wanted) if wanted in names else 0
     name = st.selectbox("Endpoint", names, index=index, key=f"{_KEY}_box")
     st.session_state[_KEY] = name
     if st.query_params.get("endpoint") != name:
@@ -78,3 +87,10 @@ def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]
     freshness(ws, everything)
     selected = None if head is None else next(e for e in everything.value if e.name == head.name)
     return ws, everything.value, selected
+
+
+def focus_endpoint(name: str | None) -> None:
+    """Select `name` on the next run (None: the first endpoint), after a change created or
+    deleted an endpoint. The selectbox is already drawn in this run, so its value can only be
+    set before the next one draws it."""
+    st.session_state[_FOCUS] = name or ""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import yaml
@@ -28,7 +28,7 @@ from azure.ai.ml.entities import (
 )
 
 from emulator.assets import content_digest
-from emulator.server import Status, status
+from emulator.server import status
 
 
 class ApplyError(Exception):
@@ -38,8 +38,27 @@ class ApplyError(Exception):
 _AUTH_MODES = {"key": "Key", "aml_token": "AMLToken", "aad_token": "AADToken"}
 
 
+class Connection(Protocol):
+    """What a client needs to reach the emulator: `Status`, or rollout's `EmulatorFacts`."""
+
+    @property
+    def arm_url(self) -> str: ...
+    @property
+    def ca_cert(self) -> str: ...
+    @property
+    def token(self) -> str: ...
+    @property
+    def subscription_id(self) -> str: ...
+    @property
+    def resource_group(self) -> str: ...
+    @property
+    def workspace_name(self) -> str: ...
+    @property
+    def location(self) -> str: ...
+
+
 class _Client:
-    def __init__(self, facts: Status) -> None:
+    def __init__(self, facts: Connection) -> None:
         self.facts = facts
         self.ws = (
             f"/subscriptions/{facts.subscription_id}/resourceGroups/{facts.resource_group}"
@@ -164,7 +183,19 @@ def register_local_assets(state_dir: Path, deployment: OnlineDeployment) -> Onli
     from local paths: afterwards the deployment refers to assets by ARM id and any
     client, MLClient included, can create it unchanged.
     """
-    _register_assets(_Client(status(state_dir)), deployment)
+    return register_local_assets_at(status(state_dir), deployment)
+
+
+def register_local_assets_at(
+    connection: Connection, deployment: OnlineDeployment
+) -> OnlineDeployment:
+    """`register_local_assets` for a client that knows the emulator by its connection facts
+    rather than its state directory (the dashboard's Workspace)."""
+    client = _Client(connection)
+    try:
+        _register_assets(client, deployment)
+    finally:
+        client.http.close()
     return deployment
 
 

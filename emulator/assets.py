@@ -201,10 +201,10 @@ class Assets:
                 f"{kind[:-1].capitalize()} '{name}' version '{version}' not found in workspace "
                 f"'{self.workspace}'.",
             )
-        return _public(doc)
+        return _public(kind, doc)
 
     def list_versions(self, kind: str, name: str) -> list[Doc]:
-        return [_public(d) for d in self.store.list_assets(kind, name)]
+        return [_public(kind, d) for d in self.store.list_assets(kind, name)]
 
     async def put(self, kind: str, name: str, version: str, body: Doc) -> Doc:
         """Register a model, code or environment version; local files are copied in.
@@ -248,11 +248,16 @@ class Assets:
                 "_digest": digest,
             }
             self.store.put_asset(kind, name, version, doc)
-        return _public(doc)
+        return _public(kind, doc)
 
 
-def _public(doc: Doc) -> Doc:
-    return {k: v for k, v in doc.items() if not k.startswith("_")}
+def _public(kind: str, doc: Doc) -> Doc:
+    shown = {k: v for k, v in doc.items() if not k.startswith("_")}
+    if kind == "models" and "flavors" not in shown["properties"]:
+        # Azure always answers `flavors` (azure-ai-ml's Model reads it unguarded, so a
+        # models.list() without it fails): none for a custom model.
+        shown["properties"] = {**shown["properties"], "flavors": {}}
+    return shown
 
 
 def content_digest(path: Path) -> str:

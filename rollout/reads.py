@@ -32,6 +32,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
+from rollout.deploy import list_model_versions
 from rollout.endpoints import (
     DeploymentView,
     EndpointHead,
@@ -57,6 +58,10 @@ ENDPOINTS: Key = ("endpoints",)
 
 def deployments_key(endpoint: str) -> Key:
     return ("deployments", endpoint.lower())
+
+
+def models_key(name: str) -> Key:
+    return ("models", name.lower())
 
 
 def logs_key(endpoint: str, deployment: str, container: str, lines: int) -> Key:
@@ -159,6 +164,12 @@ class WorkspaceReads:
                 lambda: get_logs(self.ws, endpoint, deployment, lines=lines, container=container),
                 wait=wait,
             )
+        )
+
+    def model_versions(self, name: str, *, wait: bool) -> Read[list[str]]:
+        """The registered versions of model `name`, newest first."""
+        return self._resolve(
+            self._request(models_key(name), lambda: list_model_versions(self.ws, name), wait=wait)
         )
 
     # --- keeping it true -------------------------------------------------------------------

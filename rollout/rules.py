@@ -368,6 +368,24 @@ def check_new_deployment(endpoint: str, existing: Collection[str], name: str) ->
     return found
 
 
+def check_new_endpoint(existing: Collection[str], name: str) -> list[Violation]:
+    """Check the name of an endpoint about to be created: valid, and not taken.
+
+    Endpoint names are compared case-insensitively, as ARM compares resource names. (Azure
+    also wants them unique within the region, which only the service can check.)
+    """
+    found = check_name("endpoint", name)
+    if name.lower() in {e.lower() for e in existing}:
+        found.append(
+            Violation(
+                "EndpointExists",
+                f"endpoint {name!r} already exists in this workspace; choose another name "
+                "(or add a deployment to it)",
+            )
+        )
+    return found
+
+
 def check_request_timeout(endpoint: str, deployment: str, timeout_ms: object) -> list[Violation]:
     """Check a deployment's request timeout: a whole number of milliseconds, 1 to 180000."""
     if _is_int(timeout_ms) and 1 <= timeout_ms <= MAX_REQUEST_TIMEOUT_MS:

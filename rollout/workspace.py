@@ -4,6 +4,12 @@ This is the one module that knows the emulator exists. It asks the emulator for 
 connection facts (`python -m emulator status --json`, starting it when needed) and
 builds the same SDK clients a real workspace gets, pointed at the emulator's URL and
 trusting its local CA. Everything else in rollout/ sees only a `Workspace`.
+
+One difference is not the clients': a deployment may name local model and code folders.
+On Azure `MLClient.online_deployments.begin_create_or_update` uploads them to the
+workspace's storage itself; the emulator has no storage to upload to (issue 12), so its
+Workspace registers them first (`emulator.apply.register_local_assets_at`, the same as
+`python -m emulator apply`). `Workspace.prepare_assets` is that step: as-is on Azure.
 """
 
 from __future__ import annotations
@@ -12,12 +18,13 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from azure.ai.ml import MLClient
+from azure.ai.ml.entities import OnlineDeployment
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 
 from rollout.calls import CallLog, http_session
@@ -62,6 +69,33 @@ class EmulatorFacts:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})
 
 
+PrepareAssets = Callable[[OnlineDeployment], OnlineDeployment]
+
+
+def _as_is(deployment: OnlineDeployment) -> OnlineDeployment:
+    """Azure: the SDK uploads a deployment's local folders as it creates the deployment."""
+    return deployment
+
+
+def _register_on_emulator(facts: EmulatorFacts) -> PrepareAssets:
+    def prepare(deployment: OnlineDeployment) -> OnlineDeployment:
+        # Imported here: the dashboard needs the emulator's code only to deploy local folders
+        # to it (emulator/ imports rollout.rules, never this module, so there is no cycle).
+        import httpx
+
+        from emulator.apply import ApplyError, register_local_assets_at
+
+        try:
+            return register_local_assets_at(facts, deployment)
+        except (ApplyError, OSError, httpx.HTTPError) as exc:
+            raise ServiceError(
+                f"registering the local model and code of '{deployment.name}' with the "
+                f"emulator failed: {exc}"
+            ) from exc
+
+    return prepare
+
+
 @dataclass
 class Workspace:
     """A connected workspace: its ids and the SDK clients that talk to it."""
@@ -79,6 +113,9 @@ class Workspace:
     # The requests its MLClient (ARM) and its MetricsClient send (calls.py).
     arm_calls: CallLog = field(default_factory=CallLog, repr=False)
     metrics_calls: CallLog = field(default_factory=CallLog, repr=False)
+    # Makes a deployment's local model, code and environment something this workspace can
+    # create it from (see the module's docstring); returns the deployment to send.
+    prepare_assets: PrepareAssets = field(default=_as_is, repr=False)
 
     @property
     def label(self) -> str:
@@ -185,6 +222,7 @@ def connect_emulator(
         location=facts.location,
         facts=facts,
         arm_calls=calls,
+        prepare_assets=_register_on_emulator(facts),
     )
 
 

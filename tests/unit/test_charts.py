@@ -321,6 +321,16 @@ def test_changes_become_markers_saying_what_changed() -> None:
     )
 
 
+def test_a_deployment_created_from_the_dashboard_is_a_marker() -> None:
+    changes = [
+        _change(1, "create_deployment", {"deployments": ["blue"]},
+                {"deployment": "green", "model": "model-2:1", "live": 0}),
+    ]  # fmt: skip
+    [marker] = charts.markers_from_changes(changes, tz=UTC)
+    assert (marker.kind, marker.label) == ("deploy", "deployed green")
+    assert marker.detail.endswith("deployed green at 0% live")
+
+
 def test_refused_changes_and_no_op_changes_get_no_marker() -> None:
     same = {"traffic": {"blue": 100}, "mirror": {}}
     changes = [
