@@ -172,6 +172,11 @@ class WorkspaceReads:
             self._request(models_key(name), lambda: list_model_versions(self.ws, name), wait=wait)
         )
 
+    def cached(self, key: Key, load: Callable[[], T], *, wait: bool) -> Read[T]:
+        """Any other read (metrics over a window, say) under the same rules: `key` names
+        it, `load` makes it. Keys of this kind start with "other"."""
+        return self._resolve(self._request(("other", *key), load, wait=wait))
+
     # --- keeping it true -------------------------------------------------------------------
 
     def invalidate(self, endpoint: str | None = None) -> None:
@@ -296,7 +301,7 @@ class WorkspaceReads:
     ) -> Read[Any]:
         """Keep `value` as `key`'s read. Lock held. A value that is not from a load of ours
         (`remember`) outranks what is in flight: that may predate it."""
-        if slot.read is None or slot.read.value != value:
+        if slot.read is None or not _same(slot.read.value, value):
             slot.version += 1
         if not ours:
             slot.generation += 1
@@ -322,6 +327,15 @@ class WorkspaceReads:
         if request.fallback is None:
             raise problem
         return _with_problem(request.fallback, str(problem))
+
+
+def _same(kept: Any, value: Any) -> bool:
+    """Whether a read brought what was kept; values whose == is not a truth value (frames
+    of metrics) count as new."""
+    try:
+        return bool(kept == value)
+    except (TypeError, ValueError):
+        return False
 
 
 def _find(heads: Sequence[EndpointHead], name: str) -> EndpointHead:

@@ -184,3 +184,15 @@ def test_an_endpoint_that_is_not_listed_is_not_found() -> None:
     reads = GatedReads()
     with pytest.raises(NotFound, match="'gone-ep' was not found"):
         reads.endpoint("gone-ep", wait=False)
+
+
+def test_any_other_read_follows_the_same_rules_and_frames_count_as_new() -> None:
+    import pandas as pd
+
+    reads = GatedReads()
+    frames = iter([pd.DataFrame({"a": [1]}), pd.DataFrame({"a": [1]})])
+    first = reads.cached(("metrics", "ep"), lambda: next(frames), wait=True)
+    assert reads.cached(("metrics", "ep"), lambda: next(frames), wait=True) is first
+    _stale(reads)
+    again = reads.cached(("metrics", "ep"), lambda: next(frames), wait=True)
+    assert again.versions != first.versions  # a frame's == is no truth value: new
