@@ -295,7 +295,17 @@ def verdicts_table(verdicts: tuple[Verdict, ...]) -> None:
     """Each gate: its verdict, value, limit, and the numbers behind it."""
     if not verdicts:
         return
-    st.markdown(f"**Gates** · overall {STATUS_WORDS[overall(verdicts)]}")
+    with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+        st.markdown(f"**Gates** · overall {STATUS_WORDS[overall(verdicts)]}", width="content")
+        # The page reads nothing while nobody interacts (an idle tab costs the workspace
+        # nothing): the verdicts move on when asked, from metrics at most a few seconds old.
+        st.button(
+            "Evaluate again",
+            key="plan_evaluate",
+            icon=":material/refresh:",
+            type="tertiary",
+            help="Read the metrics again and evaluate the gates",
+        )
     for v in verdicts:
         value, limit = verdict_value(v)
         st.markdown(f"{STATUS_WORDS[v.status]} **{v.gate}**: {value} (limit {limit}) · {v.words}")
