@@ -343,7 +343,11 @@ def show_plan(ws: Workspace, endpoint: EndpointView, plan: Plan, *, read_only: s
         else:
             verdicts = promotion.evaluate_current(plan, baseline, candidate, now=now)
             verdicts_table(verdicts)
-    wanted = target_traffic(plan, endpoint)
+    try:
+        wanted = target_traffic(plan, endpoint)
+    except RuleViolation as exc:  # e.g. a deployment of the plan was deleted elsewhere
+        wanted = None
+        st.error(f"This plan's traffic cannot be set on {endpoint.name}: {exc}. Abort it.")
     if wanted is not None and not wanted.same_traffic(TrafficState.of(endpoint)):
         st.warning(
             f"The endpoint's traffic is not what this step wants: it is "
@@ -466,11 +470,19 @@ def _confirm(ws: Workspace, endpoint: EndpointView, plan: Plan, pending: Pending
     st.markdown(f"**{_TITLES[pending.action]}** · plan {plan.id} for **{endpoint.name}**")
     preview: Plan | None = None
     try:
+        if plan.version != pending.version:
+            raise Conflict(_moved_elsewhere(plan))
         preview = _moved(ws, plan, pending, endpoint, "")
     except (RolloutError, ValueError) as exc:
         st.error(_sentence(str(exc)), icon=":material/block:")
     discard = pending.action == "abort" and plan.state == "ready"
-    after = None if preview is None or discard else target_traffic(preview, endpoint)
+    after = None
+    if preview is not None and not discard:
+        try:
+            after = target_traffic(preview, endpoint)
+        except RuleViolation as exc:
+            st.error(_sentence(str(exc)), icon=":material/block:")
+            preview = None
     if pending.action == "retire":
         st.markdown(
             f"Deletes deployment **{plan.baseline}** of {endpoint.name}; "
@@ -524,11 +536,10 @@ def _carry_out(
     try:
         stored = plan_store.get_plan(pending.plan_id)
         if stored.version != pending.version:
-            raise Conflict(
-                f"plan {plan.id} for {plan.endpoint!r} was moved in another session (it is now "
-                f"{stored.where()}); nothing was changed, review it and try again"
-            )
+            raise Conflict(_moved_elsewhere(stored))
         moved = _moved(ws, stored, pending, endpoint, reason)
+        keep = discard or pending.action == "retire"
+        after = None if keep else target_traffic(moved, endpoint)
     except (RolloutError, sqlite3.Error, OSError, ValueError) as exc:
         return "error", f"Nothing was changed: {exc}"
     done = ""
@@ -537,19 +548,24 @@ def _carry_out(
         ok, done = _delete_baseline(ws, endpoint, plan, reason or label)
         if not ok:
             return "error", done
-    elif not discard:
-        after = target_traffic(moved, endpoint)
-        if after is not None and not after.same_traffic(before):
-            step = moved.step.label if moved.step is not None else moved.state
-            outcome = apply_change(ws, before, after, reason=f"{label} ({step}) {reason}".strip())
-            if outcome.kind != "succeeded":
-                return "error", f"The plan did not move: {outcome.message}"
-            done = outcome.message
+    elif after is not None and not after.same_traffic(before):
+        step = moved.step.label if moved.step is not None else moved.state
+        outcome = apply_change(ws, before, after, reason=f"{label} ({step}) {reason}".strip())
+        if outcome.kind != "succeeded":
+            return "error", f"The plan did not move: {outcome.message}"
+        done = outcome.message
     try:
         saved = plan_store.save_plan(moved)
     except (RolloutError, sqlite3.Error, OSError) as exc:
         return "error", f"{done} But the plan could not be saved: {exc}".strip()
     return "success", f"Plan {saved.id} is at {saved.where()} ({saved.state}). {done}".strip()
+
+
+def _moved_elsewhere(stored: Plan) -> str:
+    return (
+        f"plan {stored.id} for {stored.endpoint!r} was moved in another session (it is now "
+        f"{stored.where()}); nothing was changed, review it and try again"
+    )
 
 
 def _delete_baseline(

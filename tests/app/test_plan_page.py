@@ -201,3 +201,29 @@ def test_retire_deletes_the_baseline_after_the_candidate_had_all_traffic(
     assert last.state == "retired"
     actions = [c.action for c in history.list_changes(workspace=workspace.key, endpoint=endpoint)]
     assert actions[-2:] == ["delete", "plan retire"]
+
+
+def test_a_plan_moved_in_another_session_is_not_moved_again(page_env: Workspace) -> None:
+    _saved_plan(page_env)
+    first, second = _open(), _open()
+    first.button(key="plan_start").click().run()
+    second.button(key="plan_start").click().run()
+    _confirm(first)
+    assert _traffic(page_env) == ({"blue": 100}, {"green": 10})
+
+    second.button(key="plan_confirm").click().run()
+    assert not second.exception, second.exception
+    errors = "\n".join(e.value for e in second.error)
+    assert "was moved in another session (it is now step 1 of 5 (mirror 10%))" in errors
+    moved = plan_store.active_plan(page_env.key, ENDPOINT)
+    assert moved is not None and [t.action for t in moved.transitions] == ["start"]
+
+
+def test_read_only_mode_offers_no_plan_changes(
+    page_env: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _saved_plan(page_env, started=True)
+    monkeypatch.setenv("BLUEGREEN_READ_ONLY", "1")
+    app = _open()
+    assert app.button(key="plan_abort").disabled
+    assert app.button(key="plan_promote").disabled
