@@ -16,6 +16,7 @@ def main() -> None:
                 "app_pages/endpoints.py", title="Endpoints", icon=":material/hub:", default=True
             ),
             st.Page("app_pages/traffic.py", title="Traffic", icon=":material/tune:"),
+            st.Page("app_pages/plan.py", title="Rollout", icon=":material/timeline:"),
             st.Page("app_pages/test.py", title="Test", icon=":material/send:"),
             st.Page("app_pages/deployments.py", title="Deployments", icon=":material/dns:"),
             st.Page("app_pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),

@@ -1,10 +1,11 @@
-"""Traffic: move live and mirror traffic between an endpoint's deployments, safely."""
+"""Traffic: move live and mirror traffic between an endpoint's deployments, safely, with the
+candidate compared to the baseline beside the controls."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from components import traffic_editor
+from components import evidence_panel, traffic_editor
 from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
 
@@ -15,6 +16,13 @@ if not endpoint.deployments:
     st.info(f"{endpoint.name} has no deployments yet: create one, then give it traffic here.")
     st.stop()
 
+
+def capacity(before: traffic_editor.TrafficState, after: traffic_editor.TrafficState) -> list[str]:
+    return evidence_panel.capacity_warnings(
+        ws, endpoint, (before.traffic, before.mirror), (after.traffic, after.mirror)
+    )
+
+
 read_only = read_only_reason()
 if read_only:
     st.info(read_only, icon=":material/lock:")
@@ -24,4 +32,8 @@ with editor:
 with summary:
     traffic_editor.current_split(endpoint)
     problems = traffic_editor.review(edit)
-    traffic_editor.actions(ws, edit, problems=problems, read_only=read_only)
+    if not problems:
+        evidence_panel.show_capacity(capacity(edit.loaded, edit.planned))
+    traffic_editor.actions(ws, edit, problems=problems, read_only=read_only, capacity=capacity)
+st.divider()
+evidence_panel.comparison(ws, endpoint)

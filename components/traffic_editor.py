@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -165,6 +165,11 @@ class Pending:
     after: TrafficState
     title: str
     note: str = ""
+    warnings: tuple[str, ...] = ()  # the capacity checks' words (components/evidence_panel.py)
+
+
+# What a change would overload, in words: (before, after) -> warnings.
+CapacityCheck = Callable[[TrafficState, TrafficState], Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -441,8 +446,20 @@ def review(edit: Edit) -> list[str]:
     return problems
 
 
-def actions(ws: Workspace, edit: Edit, *, problems: list[str], read_only: str | None) -> None:
-    """Apply, Roll back and Reset; Apply and Roll back open the confirmation dialog."""
+def actions(
+    ws: Workspace,
+    edit: Edit,
+    *,
+    problems: list[str],
+    read_only: str | None,
+    capacity: CapacityCheck | None = None,
+) -> None:
+    """Apply, Roll back and Reset; Apply and Roll back open the confirmation dialog, which
+    shows what `capacity` warns of the change."""
+
+    def warnings(before: TrafficState, after: TrafficState) -> tuple[str, ...]:
+        return tuple(capacity(before, after)) if capacity is not None else ()
+
     keys, loaded = edit.keys, edit.loaded
     if not loaded.same_traffic(edit.now) or loaded.deployments != edit.now.deployments:
         st.warning(
@@ -469,7 +486,11 @@ def actions(ws: Workspace, edit: Edit, *, problems: list[str], read_only: str | 
             disabled=read_only is not None or bool(problems) or not changed,
         ):
             st.session_state[_PENDING] = Pending(
-                ws.key, loaded, edit.planned, "Apply this traffic change?"
+                ws.key,
+                loaded,
+                edit.planned,
+                "Apply this traffic change?",
+                warnings=warnings(loaded, edit.planned),
             )
         can_roll_back = restore is not None and not restore.same_traffic(loaded)
         if (
@@ -490,7 +511,12 @@ def actions(ws: Workspace, edit: Edit, *, problems: list[str], read_only: str | 
                     f"{describe(left.traffic, left.mirror)}."
                 )
             st.session_state[_PENDING] = Pending(
-                ws.key, loaded, restore, "Roll back the last traffic change?", note=note
+                ws.key,
+                loaded,
+                restore,
+                "Roll back the last traffic change?",
+                note=note,
+                warnings=warnings(loaded, restore),
             )
         st.button(
             "Reset",
@@ -627,6 +653,8 @@ def _confirm(ws: Workspace, pending: Pending) -> None:
     )
     rows = change_rows(before, after)
     st.table(rows)
+    for words in pending.warnings:
+        st.warning(_sentence(words), icon=":material/speed:")
     problems = [_sentence(v.message) for v in after.plan().violations()]
     blocked = read_only_reason()
     for problem in [*problems, *([blocked] if blocked else [])]:
