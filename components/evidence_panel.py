@@ -1,10 +1,10 @@
 """Candidate vs baseline, next to the traffic controls: what each deployment served over a
 window, the comparison in words and numbers, and the capacity check before live traffic moves.
 
-Everything here reads Azure Monitor metrics only (rollout/metrics.py), cached for a few
-seconds with `st.cache_data`, so a widget interaction never waits on the control plane: the
-deployments come from the page's session reads. The statistics are rollout/compare.py's,
-the load estimate rollout/capacity.py's.
+Everything here reads Azure Monitor metrics only (rollout/metrics.py), kept with the
+session's reads (components/loading.py), so a widget interaction waits neither on the
+control plane nor on the metrics API; the deployments come from the page's session reads.
+The statistics are rollout/compare.py's, the load estimate rollout/capacity.py's.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
+from components import loading
 from rollout import history
 from rollout.capacity import (
     CapacityCheck,
@@ -58,7 +59,6 @@ WINDOWS = {
 }
 DEFAULT_SPAN_S = 30 * 60  # the window when no traffic change is in the audit log
 CAPACITY_SPAN_S = 30 * 60  # the peak a capacity check plans for: the last half hour's
-_TTL_S = 10
 
 
 @dataclass(frozen=True)
@@ -139,30 +139,31 @@ def _client(_ws: Workspace, ws_key: str, metrics_url: str | None) -> MetricsClie
     return metrics_client(_ws)
 
 
-@st.cache_data(ttl=_TTL_S, show_spinner=False)
 def _window_metrics(
-    _ws: Workspace,
-    ws_key: str,
-    endpoint: str,
-    deployments: tuple[str, ...],
-    start: float | None,
-    span_s: int,
+    ws: Workspace, endpoint: str, deployments: tuple[str, ...], start: float | None, span_s: int
 ) -> EndpointMetrics:
     """The endpoint's metrics from `start` (or over the last `span_s`) until now."""
     now = datetime.now(UTC)
     if start is None:
         start = (now - timedelta(seconds=span_s)).timestamp()
-    window = window_of(start, now, sub_minute=_ws.kind == "emulator")
-    return endpoint_metrics(
-        _ws, _client(_ws, ws_key, _ws.metrics_url), endpoint, deployments, window
-    )
+    window = window_of(start, now, sub_minute=ws.kind == "emulator")
+    return endpoint_metrics(ws, _client(ws, ws.key, ws.metrics_url), endpoint, deployments, window)
 
 
 def window_metrics(
     ws: Workspace, endpoint: EndpointView, *, start: float | None, span_s: int
 ) -> EndpointMetrics:
+    """Kept with the session's other reads (rollout/reads.py): a slider move reruns from the
+    last answer, which is read again in the background once it is older than the TTL; only
+    opening the page, or a new window, waits for the metrics API."""
     names = tuple(d.name for d in endpoint.deployments)
-    return _window_metrics(ws, ws.key, endpoint.name, names, start, span_s)
+    key = ("metrics", endpoint.name.lower(), *names, str(start), str(span_s))
+    read = loading.reads(ws).cached(
+        key,
+        lambda: _window_metrics(ws, endpoint.name, names, start, span_s),
+        wait=loading.page_opened(),
+    )
+    return read.value
 
 
 def evidence_of(data: EndpointMetrics, deployments: Sequence[str]) -> dict[str, Evidence]:

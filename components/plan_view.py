@@ -291,20 +291,22 @@ def timeline(plan: Plan, *, now: float) -> None:
                 st.caption(f"In this step for {promotion.minutes_in_step(plan, now=now):.1f} min")
 
 
-def verdicts_table(verdicts: tuple[Verdict, ...]) -> None:
+def verdicts_table(ws: Workspace, plan: Plan, verdicts: tuple[Verdict, ...]) -> None:
     """Each gate: its verdict, value, limit, and the numbers behind it."""
     if not verdicts:
         return
     with st.container(horizontal=True, vertical_alignment="center", gap="small"):
         st.markdown(f"**Gates** · overall {STATUS_WORDS[overall(verdicts)]}", width="content")
         # The page reads nothing while nobody interacts (an idle tab costs the workspace
-        # nothing): the verdicts move on when asked, from metrics at most a few seconds old.
+        # nothing): the verdicts move on when asked, from metrics read again for it.
         st.button(
             "Evaluate again",
             key="plan_evaluate",
             icon=":material/refresh:",
             type="tertiary",
-            help="Read the metrics again and evaluate the gates",
+            help="Read the endpoint and its metrics again and evaluate the gates",
+            on_click=loading.invalidate,
+            args=(ws, plan.endpoint),
         )
     for v in verdicts:
         value, limit = verdict_value(v)
@@ -342,7 +344,7 @@ def show_plan(ws: Workspace, endpoint: EndpointView, plan: Plan, *, read_only: s
             st.error(f"The metrics could not be read, so the gates cannot be evaluated: {exc}")
         else:
             verdicts = promotion.evaluate_current(plan, baseline, candidate, now=now)
-            verdicts_table(verdicts)
+            verdicts_table(ws, plan, verdicts)
     try:
         wanted = target_traffic(plan, endpoint)
     except RuleViolation as exc:  # e.g. a deployment of the plan was deleted elsewhere

@@ -174,7 +174,8 @@ class WorkspaceReads:
 
     def cached(self, key: Key, load: Callable[[], T], *, wait: bool) -> Read[T]:
         """Any other read (metrics over a window, say) under the same rules: `key` names
-        it, `load` makes it. Keys of this kind start with "other"."""
+        it, `load` makes it. `key` is (kind, endpoint, ...): `invalidate(endpoint)` drops
+        it too."""
         return self._resolve(self._request(("other", *key), load, wait=wait))
 
     # --- keeping it true -------------------------------------------------------------------
@@ -184,7 +185,7 @@ class WorkspaceReads:
         its traffic is part of), or everything; the next ask reads again first."""
         with self._lock:
             for key, slot in self._slots.items():
-                if endpoint is None or key == ENDPOINTS or key[1:2] == (endpoint.lower(),):
+                if endpoint is None or key == ENDPOINTS or _about(key, endpoint):
                     slot.forget()
 
     def drop(self, key: Key) -> None:
@@ -327,6 +328,12 @@ class WorkspaceReads:
         if request.fallback is None:
             raise problem
         return _with_problem(request.fallback, str(problem))
+
+
+def _about(key: Key, endpoint: str) -> bool:
+    """Whether `key` reads something of `endpoint` (its deployments, logs, other reads)."""
+    name = endpoint.lower()
+    return key[1:2] == (name,) or (key[0] == "other" and key[2:3] == (name,))
 
 
 def _same(kept: Any, value: Any) -> bool:
