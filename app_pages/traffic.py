@@ -23,6 +23,7 @@ def capacity(before: traffic_editor.TrafficState, after: traffic_editor.TrafficS
     )
 
 
+evidence_panel.prefetch_capacity(ws, endpoint)
 read_only = read_only_reason()
 if read_only:
     st.info(read_only, icon=":material/lock:")

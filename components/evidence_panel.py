@@ -150,6 +150,21 @@ def _window_metrics(
     return endpoint_metrics(ws, _client(ws, ws.key, ws.metrics_url), endpoint, deployments, window)
 
 
+def _metrics_key(endpoint: EndpointView, start: float | None, span_s: int) -> tuple[str, ...]:
+    names = tuple(d.name for d in endpoint.deployments)
+    return ("metrics", endpoint.name.lower(), *names, str(start), str(span_s))
+
+
+def prefetch_capacity(ws: Workspace, endpoint: EndpointView) -> None:
+    """Start reading what the capacity check needs, so that the first slider move that adds
+    load to a deployment does not wait for the metrics API."""
+    names = tuple(d.name for d in endpoint.deployments)
+    loading.reads(ws).start_cached(
+        _metrics_key(endpoint, None, CAPACITY_SPAN_S),
+        lambda: _window_metrics(ws, endpoint.name, names, None, CAPACITY_SPAN_S),
+    )
+
+
 def window_metrics(
     ws: Workspace, endpoint: EndpointView, *, start: float | None, span_s: int
 ) -> EndpointMetrics:
@@ -157,9 +172,8 @@ def window_metrics(
     last answer, which is read again in the background once it is older than the TTL; only
     opening the page, or a new window, waits for the metrics API."""
     names = tuple(d.name for d in endpoint.deployments)
-    key = ("metrics", endpoint.name.lower(), *names, str(start), str(span_s))
     read = loading.reads(ws).cached(
-        key,
+        _metrics_key(endpoint, start, span_s),
         lambda: _window_metrics(ws, endpoint.name, names, start, span_s),
         wait=loading.page_opened(),
     )

@@ -36,9 +36,10 @@ from rollout.workspace import Workspace
 T = TypeVar("T")
 _ASSET_ID = re.compile(r"/(?:models|environments|codes)/([^/]+)/versions/([^/]+)$", re.IGNORECASE)
 
-# Reads in flight at once, for all sessions of the dashboard. ARM's read throttle is a
-# bucket of 250 per subscription (refilled at 25 a second), so a burst of 16 is far inside it.
-READ_WORKERS = 16
+# Reads in flight at once, for all sessions of the dashboard: a 30-endpoint workspace lists
+# every deployment in one wave. ARM's read throttle is a bucket of 250 per subscription
+# (refilled at 25 a second), so a burst of 32 is well inside it.
+READ_WORKERS = 32
 _POOL: ThreadPoolExecutor | None = None
 _POOL_GUARD = threading.Lock()
 

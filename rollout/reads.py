@@ -178,6 +178,11 @@ class WorkspaceReads:
         it too."""
         return self._resolve(self._request(("other", *key), load, wait=wait))
 
+    def start_cached(self, key: Key, load: Callable[[], Any]) -> None:
+        """Start a `cached` read now, when it is missing or stale, without waiting for it:
+        what a later interaction will need is then at hand."""
+        self._request(("other", *key), load, wait=False)
+
     # --- keeping it true -------------------------------------------------------------------
 
     def invalidate(self, endpoint: str | None = None) -> None:

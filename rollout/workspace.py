@@ -33,7 +33,7 @@ from rollout.errors import ServiceError
 
 _REPO = Path(__file__).resolve().parent.parent
 # Connections kept open per host: as many as reads run at once (endpoints.READ_WORKERS).
-_POOL_SIZE = 16
+_POOL_SIZE = 32
 _FAR_FUTURE = 4_102_444_800  # 2100-01-01: the emulator's token does not expire
 
 
