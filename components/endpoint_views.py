@@ -21,16 +21,18 @@ def endpoint_summary(endpoint: EndpointView, *, selected: bool = False) -> None:
     columns[1].markdown(f"**Auth mode**  \n{facts['auth']}")
     columns[2].markdown(f"**Live traffic**  \n{facts['live']}")
     columns[3].markdown(f"**Mirror traffic**  \n{facts['mirror']}")
-    if endpoint.live_total or endpoint.mirror:
+    if not (endpoint.live_total or endpoint.mirror):
+        st.warning(
+            "No deployment has live traffic: routed requests get 404 until traffic is set.",
+            icon=":material/block:",
+        )
+    elif selected:
+        # Only the selected endpoint gets the bar: a chart per endpoint is most of what a
+        # browser spends drawing the Endpoints page (the others say the split in words).
         st.plotly_chart(
             split_figure(endpoint.traffic, endpoint.mirror),
             config={"displayModeBar": False, "staticPlot": True},
             key=f"split-{endpoint.name}",
-        )
-    else:
-        st.warning(
-            "No deployment has live traffic: routed requests get 404 until traffic is set.",
-            icon=":material/block:",
         )
 
 
