@@ -157,17 +157,20 @@ def test_all_live_traffic_onto_a_one_instance_green_warns_of_429s(page_env: Work
     _settle()
     app = _open()
     keys = EditorKeys.of(page_env.key, ENDPOINT)
-    assert "expect 429s" not in _warnings(app), "no warning before anything moves"
+    assert "Green has 1 instance" not in _warnings(app), "no warning before anything moves"
     arm = app.session_state["workspace_reads"][page_env.key].ws.arm_calls.count.requests
 
     app.button(key=keys.preset(3)).click().run()  # 0/100
     assert not app.exception, app.exception
     warned = _warnings(app)
+    # How loud depends on the latency this machine measured (a busy machine's P95 puts more
+    # requests in flight): "expect 429s — scale green first" or "close to its limit, bursts
+    # may get 429s — consider 2 instances". Either way it names green, 429s and more.
     assert "Green has 1 instance for about" in warned, warned
-    assert "requests in flight at peak; expect 429s — scale green first" in warned
+    assert "429s" in warned and ("scale green first" in warned or "consider" in warned), warned
     reads = app.session_state["workspace_reads"][page_env.key]
     assert reads.ws.arm_calls.count.requests == arm, "the check reads metrics only"
 
     app.button(key=keys.apply).click().run()
-    assert "expect 429s — scale green first" in _warnings(app)  # in the dialog too
+    assert "Green has 1 instance for about" in _warnings(app)  # in the dialog too
     assert app.button(key="traffic_confirm")  # still possible: a warning, not a refusal
