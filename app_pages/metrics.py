@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
-from components import charts
+from components import charts, loading
 from components.loading import reads
 from components.selection import endpoint_in_focus
 from components.traffic_generator import traffic_generator
@@ -16,13 +16,11 @@ from rollout.endpoints import EndpointView
 from rollout.errors import NotFound, RolloutError
 from rollout.metrics import (
     EndpointMetrics,
-    MetricsClient,
     Window,
     default_granularity,
     endpoint_metrics,
     granularity_choices,
     iso_duration,
-    metrics_client,
 )
 from rollout.workspace import Workspace
 
@@ -42,11 +40,6 @@ _MIRROR_KEY = "metrics_mirror_dimension"
 _CHART = {"displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
 
 
-@st.cache_resource(show_spinner=False)
-def _client(_ws: Workspace, ws_key: str, metrics_url: str | None) -> MetricsClient:
-    return metrics_client(_ws)
-
-
 @st.cache_data(ttl=4, show_spinner=False)
 def _metrics(
     _ws: Workspace,
@@ -60,7 +53,7 @@ def _metrics(
     window = Window.last(timedelta(seconds=span_s), timedelta(seconds=grain_s))
     return endpoint_metrics(
         _ws,
-        _client(_ws, ws_key, _ws.metrics_url),
+        loading.metrics_client(_ws),
         endpoint,
         deployments,
         window,

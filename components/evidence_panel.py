@@ -39,12 +39,10 @@ from rollout.errors import RolloutError
 from rollout.evidence import Evidence, evidence_from_metrics
 from rollout.metrics import (
     EndpointMetrics,
-    MetricsClient,
     Window,
     default_granularity,
     endpoint_metrics,
     granularity_choices,
-    metrics_client,
 )
 from rollout.workspace import Workspace
 
@@ -134,11 +132,6 @@ def window_of(start: float | None, end: datetime, *, sub_minute: bool) -> Window
 # --- metrics, cached -----------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner=False)
-def _client(_ws: Workspace, ws_key: str, metrics_url: str | None) -> MetricsClient:
-    return metrics_client(_ws)
-
-
 def _window_metrics(
     ws: Workspace, endpoint: str, deployments: tuple[str, ...], start: float | None, span_s: int
 ) -> EndpointMetrics:
@@ -147,7 +140,7 @@ def _window_metrics(
     if start is None:
         start = (now - timedelta(seconds=span_s)).timestamp()
     window = window_of(start, now, sub_minute=ws.kind == "emulator")
-    return endpoint_metrics(ws, _client(ws, ws.key, ws.metrics_url), endpoint, deployments, window)
+    return endpoint_metrics(ws, loading.metrics_client(ws), endpoint, deployments, window)
 
 
 def _metrics_key(endpoint: EndpointView, start: float | None, span_s: int) -> tuple[str, ...]:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+from rollout.metrics import MetricsClient
+from rollout.metrics import metrics_client as rollout_metrics_client
 from rollout.reads import TTL_S, Key, Read, WorkspaceReads
 from rollout.workspace import Workspace
 
@@ -55,6 +57,16 @@ def start_reading(ws: Workspace) -> None:
     wanted = st.query_params.get("endpoint") or st.session_state.get(SELECTED)
     if wanted:
         reads(ws).prefetch(str(wanted), wait=page_opened())
+
+
+@st.cache_resource(show_spinner=False)
+def _metrics_client(_ws: Workspace, ws_key: str, metrics_url: str | None) -> MetricsClient:
+    return rollout_metrics_client(_ws)
+
+
+def metrics_client(ws: Workspace) -> MetricsClient:
+    """The workspace's one MetricsClient (for the Metrics page and the comparison alike)."""
+    return _metrics_client(ws, ws.key, ws.metrics_url)
 
 
 def invalidate(ws: Workspace, endpoint: str | None = None) -> None:

@@ -24,7 +24,7 @@ from components.split import split_figure
 from components.workspace import read_only_reason
 from rollout import history
 from rollout.changes import begin_set_traffic
-from rollout.endpoints import DeploymentView, EndpointView, get_endpoint
+from rollout.endpoints import DeploymentView, EndpointView, get_endpoint, weight
 from rollout.errors import Conflict, RolloutError
 from rollout.rules import MAX_MIRROR_PERCENT, MAX_TRAFFIC_PERCENT, TrafficPlan
 from rollout.views import state_badge
@@ -40,12 +40,6 @@ _CHART = {"displayModeBar": False, "staticPlot": True}
 
 
 # --- plain values (no Streamlit) ---------------------------------------------------------
-
-
-def weight(mapping: Mapping[str, int], deployment: str) -> int:
-    """A deployment's share in a traffic map, case-insensitively (the SDK lower-cases keys)."""
-    wanted = deployment.lower()
-    return next((int(v) for k, v in mapping.items() if k.lower() == wanted), 0)
 
 
 @dataclass(frozen=True)

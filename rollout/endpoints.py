@@ -152,11 +152,9 @@ def service_call(what: str, fn: Callable[[], T]) -> T:
         return fn()
 
 
-def _weight(mapping: Mapping[str, int], name: str) -> int:
+def weight(mapping: Mapping[str, int], deployment: str) -> int:
     """A deployment's share in a traffic map, case-insensitively (the SDK lower-cases keys)."""
-    if name in mapping:
-        return int(mapping[name])
-    wanted = name.lower()
+    wanted = deployment.lower()
     return next((int(v) for k, v in mapping.items() if k.lower() == wanted), 0)
 
 
@@ -204,7 +202,7 @@ def endpoint_view(head: EndpointHead, deployments: tuple[DeploymentView, ...]) -
             sorted(
                 (
                     replace(
-                        d, live=_weight(head.traffic, d.name), mirror=_weight(head.mirror, d.name)
+                        d, live=weight(head.traffic, d.name), mirror=weight(head.mirror, d.name)
                     )
                     for d in deployments
                 ),
