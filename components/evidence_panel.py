@@ -27,6 +27,8 @@ from rollout.capacity import (
     peak_live_per_minute,
 )
 from rollout.compare import (
+    DEFAULT_DEGRADATION,
+    ErrorComparison,
     compare_errors,
     compare_latency,
     count_text,
@@ -78,6 +80,10 @@ class PanelKeys:
     @property
     def window(self) -> str:
         return f"{self.scope}:window"
+
+    @property
+    def degradation(self) -> str:
+        return f"{self.scope}:degradation"
 
 
 # --- plain choices (no Streamlit) ----------------------------------------------------------
@@ -212,6 +218,8 @@ def evidence_rows(
             "errors": _rate(e, e.errors),
             "4xx": _rate(e, e.errors_4xx),
             "5xx": _rate(e, e.errors_5xx),
+            # 424: the model itself failed (counted in 4xx too); "–" where not split by code
+            "model (424)": "–" if e.model_errors is None else _rate(e, e.model_errors),
             "P50": _ms(e.p50_ms),
             "P95": _ms(e.p95_ms),
             "P99": _ms(e.p99_ms),
@@ -279,9 +287,37 @@ def comparison(ws: Workspace, endpoint: EndpointView) -> None:
             "a mirror target's requests are its mirrored copies plus direct calls."
         )
     b, c = evidence[baseline], evidence[candidate]
-    errors = compare_errors(b, c)
+    st.markdown(_errors_line("Errors", compare_errors(b, c)))
+    if b.model_errors or c.model_errors:
+        st.markdown(_errors_line("Model errors (424)", compare_errors(b, c, kind="model")))
+    latency = compare_latency(b, c)
+    st.markdown(
+        f":material/speed: **Latency**: {latency.words}"
+        + (f" · :gray[{latency.note}]" if latency.note else "")
+    )
+    words_col, size_col = st.columns([3, 1])
+    points = size_col.number_input(
+        "Degradation to detect (pp)",
+        min_value=0.1,
+        max_value=50.0,
+        value=DEFAULT_DEGRADATION * 100,
+        step=0.5,
+        format="%.1f",
+        key=keys.degradation,
+        help="The smallest rise of the candidate's error rate over the baseline's, in "
+        "percentage points, that the estimate of the requests still needed plans to detect.",
+    )
+    try:
+        needed = evidence_needed(b, c, degradation=float(points) / 100)
+    except ValueError as exc:
+        words_col.warning(f"No estimate for {points:g} pp: {exc}", icon=":material/warning:")
+    else:
+        words_col.markdown(f":material/hourglass_top: **Evidence**: {needed.words}")
+
+
+def _errors_line(title: str, errors: ErrorComparison) -> str:
     icon = {"higher": ":red[:material/trending_up:]", "lower": ":green[:material/trending_down:]"}
-    line = f"{icon.get(errors.finding, ':material/balance:')} **Errors**: {errors.words}"
+    line = f"{icon.get(errors.finding, ':material/balance:')} **{title}**: {errors.words}"
     if errors.difference is not None and errors.interval is not None:
         low, high = errors.interval
         line += (
@@ -289,14 +325,7 @@ def comparison(ws: Workspace, endpoint: EndpointView) -> None:
             f"({errors.confidence:.0%} interval {points_text(low)} to {points_text(high)}, "
             f"{errors.test})"
         )
-    st.markdown(line)
-    latency = compare_latency(b, c)
-    st.markdown(
-        f":material/speed: **Latency**: {latency.words}"
-        + (f" · :gray[{latency.note}]" if latency.note else "")
-    )
-    needed = evidence_needed(b, c)
-    st.markdown(f":material/hourglass_top: **Evidence**: {needed.words}")
+    return line
 
 
 # --- capacity, before live traffic moves ---------------------------------------------------

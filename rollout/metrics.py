@@ -71,7 +71,10 @@ DEFAULT_POINTS = 360  # the default granularity: the finest with at most this ma
 
 REQUEST_COLUMNS = ["time", "deployment", "traffic_type", "metric", "count", "value"]
 LATENCY_COLUMNS = ["time", "deployment", "traffic_type", "metric", "value"]
-STATUS_COLUMNS = ["time", "deployment", "traffic_type", "status_class", "metric", "count", "value"]
+STATUS_COLUMNS = [
+    *("time", "deployment", "traffic_type", "status_class", "status_code"),
+    *("metric", "count", "value"),
+]
 INSTANCE_COLUMNS = ["time", "deployment", "instance", "metric", "value"]
 CAPACITY_COLUMNS = ["time", "deployment", "state", "metric", "value"]
 DROPPED_COLUMNS = ["time", "deployment", "metric", "count", "value"]
@@ -464,8 +467,9 @@ def requests_by_status(
     mirror_dimension: bool = True,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Any:
-    """RequestsPerMinute split by deployment and statusCodeClass (2xx, 4xx, 5xx), and by
-    trafficType where the service has it (STATUS_COLUMNS)."""
+    """RequestsPerMinute split by deployment, statusCodeClass (2xx, 4xx, 5xx) and statusCode
+    (so that model errors, 424, are counted apart from the other 4xx), and by trafficType
+    where the service has it (STATUS_COLUMNS)."""
 
     def query(dimensions: Sequence[str]) -> list[MetricsQueryResult]:
         return _query(
@@ -481,15 +485,22 @@ def requests_by_status(
 
     with metric_errors("reading requests by status class", timeout=timeout):
         results, has_mirror = _query_split_by_traffic_type(
-            query, ["deployment", "statusCodeClass"], mirror_dimension=mirror_dimension
+            query,
+            ["deployment", "statusCodeClass", "statusCode"],
+            mirror_dimension=mirror_dimension,
         )
     frame = _counts(
         results,
         has_mirror,
         REQUESTS,
-        {"statusCodeClass": "status_class", TRAFFIC_TYPE: "traffic_type"},
+        {
+            "statusCodeClass": "status_class",
+            "statusCode": "status_code",
+            TRAFFIC_TYPE: "traffic_type",
+        },
     )
-    frame["status_class"] = frame["status_class"].fillna("unknown").astype(str)
+    for column in ("status_class", "status_code"):
+        frame[column] = frame[column].fillna("unknown").astype(str)
     return request_rates(frame, window)[STATUS_COLUMNS].reset_index(drop=True)
 
 

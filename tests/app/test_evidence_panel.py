@@ -120,6 +120,13 @@ def test_the_comparison_defaults_to_the_busiest_as_baseline_and_gives_the_number
     assert "green's P95 is" in text and "× blue's" in text
     assert "more green requests" in text and "to detect +1.0 pp of errors" in text
     assert any("the last 30 minutes (no traffic change" in c.value for c in app.caption)
+    assert rows["green"]["model (424)"] == "0%"  # split by status code: model errors apart
+
+    # A larger degradation to detect needs fewer requests: the estimate follows the control.
+    app.number_input(key=keys.degradation).set_value(5.0).run()
+    assert not app.exception, app.exception
+    text = _markdown(app)
+    assert "to detect +5.0 pp of errors" in text and "+1.0 pp" not in text
 
 
 def test_the_window_defaults_to_since_the_last_traffic_change(page_env: Workspace) -> None:

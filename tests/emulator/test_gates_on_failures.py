@@ -76,6 +76,8 @@ def test_a_candidate_failing_one_request_in_five_fails_the_error_gate(gates_ep: 
     flaky = evidence_from_metrics("flaky", window=window, **frames)
     assert (blue.requests, blue.errors) == (REQUESTS, 0)
     assert (flaky.requests, flaky.errors, flaky.errors_4xx) == (REQUESTS, 50, 50)
+    # every one of them a model error (424), counted apart from other 4xx by status code
+    assert (blue.model_errors, flaky.model_errors) == (0, 50)
 
     verdicts = {
         v.gate: v for v in evaluate_gates(Gates(), blue, flaky, min_minutes=0, minutes_in_step=1)

@@ -54,19 +54,22 @@ def requests_frame(rows: list[tuple[int, str, str, float]]) -> Any:
 
 
 def status_frame(rows: list[tuple[int, str, str, str, float]], codes: bool = False) -> Any:
-    """(minute, deployment, traffic_type, status class or '424', count) -> STATUS_COLUMNS;
-    with `codes`, a status_code column too ('424' rows are in class 4xx)."""
+    """(minute, deployment, traffic_type, status class or '424', count) -> STATUS_COLUMNS
+    ('424' rows are in class 4xx); without `codes`, no status_code column (a frame from a
+    query that did not split by status code)."""
     frame = pd.DataFrame(
         [
-            (_time(m), d, t, "4xx" if cls == "424" else cls, metrics.REQUESTS, n, n)
+            (
+                *(_time(m), d, t, "4xx" if cls == "424" else cls),
+                "424" if cls == "424" else cls[0] + "00",
+                *(metrics.REQUESTS, n, n),
+            )
             for m, d, t, cls, n in rows
         ],
         columns=metrics.STATUS_COLUMNS,
     )
     frame["time"] = pd.to_datetime(frame["time"], utc=True)
-    if codes:
-        frame["status_code"] = ["424" if r[3] == "424" else r[3][0] + "00" for r in rows]
-    return frame
+    return frame if codes else frame.drop(columns="status_code")
 
 
 def latency_frame(rows: list[tuple[int, str, str, str, float]]) -> Any:

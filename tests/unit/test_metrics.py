@@ -322,21 +322,29 @@ def test_an_unreachable_service_is_a_service_error() -> None:
 
 def test_requests_by_status_class_split_by_deployment() -> None:
     series = [
-        _series({"deployment": "blue", "statusCodeClass": "2xx", "trafficType": "live"},
-                [_point(0, total=50.0)]),
-        _series({"deployment": "green", "statusCodeClass": "5xx", "trafficType": "mirror"},
-                [_point(0, total=5.0), _point(1, total=1.0)]),
+        _series({"deployment": "blue", "statusCodeClass": "2xx", "statusCode": "200",
+                 "trafficType": "live"}, [_point(0, total=50.0)]),
+        _series({"deployment": "green", "statusCodeClass": "5xx", "statusCode": "503",
+                 "trafficType": "mirror"}, [_point(0, total=5.0), _point(1, total=1.0)]),
+        _series({"deployment": "green", "statusCodeClass": "4xx", "statusCode": "424",
+                 "trafficType": "mirror"}, [_point(1, total=2.0)]),
     ]  # fmt: skip
     adapter = Recorded(
         lambda _: (200, _batch((ENDPOINT_ID, [_metric(ENDPOINT_ID, metrics.REQUESTS, series)])))
     )
     frame = metrics.requests_by_status(_client(adapter), ENDPOINT_ID, WINDOW)
     assert adapter.query()["filter"] == (
-        "deployment eq '*' and statusCodeClass eq '*' and trafficType eq '*'"
+        "deployment eq '*' and statusCodeClass eq '*' and statusCode eq '*' and trafficType eq '*'"
     )
     assert list(frame.columns) == metrics.STATUS_COLUMNS
     totals = frame.groupby(["deployment", "traffic_type", "status_class"])["count"].sum()
-    assert totals.to_dict() == {("blue", "live", "2xx"): 50, ("green", "mirror", "5xx"): 6}
+    assert totals.to_dict() == {
+        ("blue", "live", "2xx"): 50,
+        ("green", "mirror", "4xx"): 2,
+        ("green", "mirror", "5xx"): 6,
+    }
+    codes = frame.groupby(["deployment", "status_code"])["count"].sum()
+    assert codes.to_dict() == {("blue", "200"): 50, ("green", "424"): 2, ("green", "503"): 6}
 
 
 def test_instance_metrics_take_the_deployment_from_each_resource_in_one_batch_call() -> None:
