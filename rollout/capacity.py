@@ -26,7 +26,11 @@ from rollout.rules import DEFAULT_MAX_CONCURRENT_REQUESTS, MAX_INSTANCES
 Level = Literal["ok", "tight", "overload", "unknown"]
 
 OVERLOAD_REFUSED = 0.01  # expect 429s when at least 1% of requests would be refused
-TIGHT_REFUSED = 0.001
+# Warn ("tight") from 1 request in 200 refused: below that, on light traffic (0.06 in flight on
+# one slot refuses 0.3% of Poisson arrivals), a warning would ask for instances on every move.
+# The check still says the share in its words.
+TIGHT_REFUSED = 0.005
+NOTED_REFUSED = 0.001
 TIGHT_UTILIZATION = 0.7
 MIN_REQUESTS_FOR_LATENCY = 50
 
@@ -86,6 +90,10 @@ def _instances_text(n: int) -> str:
     return f"{n} instance" + ("" if n == 1 else "s")
 
 
+def _share(x: float) -> str:
+    return f"{x:.1%}" if x >= 0.001 else f"{x:.2%}"
+
+
 def _about(x: float) -> str:
     return f"about {x:.0f}" if x >= 0.95 else f"about {x:.2g}"
 
@@ -128,20 +136,21 @@ def check_capacity(
     basis = f"{share}% of {peak_per_minute:,.0f} requests/min at peak × {latency_ms:,.0f} ms P95"
     said = f"{has} for {_about(offered)} requests in flight at peak"
     if level == "ok":
-        return answer(level, f"{said}; enough ({basis})", in_flight=offered, refused=refused)
+        note = f", bursts may get {_share(refused)} 429s" if refused >= NOTED_REFUSED else ""
+        return answer(level, f"{said}; enough{note} ({basis})", in_flight=offered, refused=refused)
     suggested = next(
         (n for n in range(1, MAX_INSTANCES + 1) if _level(offered, n * concurrent)[0] == "ok"),
         MAX_INSTANCES,
     )
     if level == "tight":
         words = (
-            f"{said}; close to its limit, bursts may get 429s — consider "
-            f"{_instances_text(suggested)} ({basis})"
+            f"{said}; close to its limit, bursts may get 429s (about {_share(refused)} of "
+            f"requests) — consider {_instances_text(suggested)} ({basis})"
         )
     else:
         words = (
             f"{said}; expect 429s — scale {target.name} first, to "
-            f"{_instances_text(suggested)} (about {refused:.0%} of requests refused; {basis})"
+            f"{_instances_text(suggested)} (about {_share(refused)} of requests refused; {basis})"
         )
     return answer(level, words, in_flight=offered, refused=refused, suggested=suggested)
 

@@ -430,6 +430,22 @@ def test_the_share_about_to_move_scales_the_load() -> None:
     assert found.level != "ok"  # one slot and one place in the queue: bursts are refused
 
 
+def test_light_traffic_on_one_slot_is_enough_and_says_what_bursts_may_cost() -> None:
+    # 0.06 requests in flight on one slot: M/M/1/2 refuses 0.06² / (1 + 0.06 + 0.06²) = 0.34%
+    found = check_capacity(deployment(), share=10, peak_per_minute=60, latency_ms=600)
+    assert found.in_flight == pytest.approx(0.06)
+    assert found.refused == pytest.approx(0.0036 / 1.0636)
+    assert found.level == "ok"
+    assert "enough, bursts may get 0.3% 429s" in found.words
+
+
+def test_a_tight_deployment_gives_the_share_refused_and_an_instance_count() -> None:
+    found = check_capacity(deployment(), share=15, peak_per_minute=60, latency_ms=600)
+    assert found.in_flight == pytest.approx(0.09)  # refuses 0.74%
+    assert found.level == "tight"
+    assert "bursts may get 429s (about 0.7% of requests) — consider 2 instances" in found.words
+
+
 def test_enough_instances_are_enough() -> None:
     found = check_capacity(
         deployment(instances=4, concurrent=2), share=100, peak_per_minute=60, latency_ms=200
