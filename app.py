@@ -21,6 +21,7 @@ def main() -> None:
             st.Page("app_pages/deployments.py", title="Deployments", icon=":material/dns:"),
             st.Page("app_pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
             st.Page("app_pages/metrics.py", title="Metrics", icon=":material/monitoring:"),
+            st.Page("app_pages/history.py", title="History", icon=":material/history:"),
         ]
     )
     # Before anything reads: opening a page reads what is stale, a rerun of it never waits.

@@ -10,6 +10,7 @@ and whatever `on_failure` adds (a deployment's logs).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -56,12 +57,15 @@ def run_change(
     whole_workspace: bool = False,
     on_success: Callable[[], None] | None = None,
     on_failure: Callable[[], None] | None = None,
+    undo_of: int | None = None,
 ) -> bool:
     """Start the change, follow it, write the audit log; close the dialog when it worked.
 
     `whole_workspace`: the change adds or removes an endpoint, so every read is dropped,
-    not only the endpoint's. Returns False when it was refused or failed (the dialog stays).
+    not only the endpoint's. `undo_of`: the audit entry this change undoes. Returns False
+    when it was refused or failed (the dialog stays).
     """
+    started = time.monotonic()
     try:
         # Starting may take a while before there is an operation to follow: local folders
         # are uploaded (Azure) or registered (the emulator) first.
@@ -83,6 +87,9 @@ def run_change(
             after=after,
             reason=reason,
             outcome=outcome,
+            who=ws.who(),
+            duration_s=time.monotonic() - started,
+            undo_of=undo_of,
         )
     except Exception as exc:  # noqa: BLE001 - the change happened; say the log failed, in words
         st.warning(f"The change was not written to the audit log: {exc}")

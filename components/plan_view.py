@@ -442,16 +442,18 @@ def _moved(
     """The plan after the pending action (the gates evaluated again, on fresh metrics)."""
     now = time.time()
     if pending.action == "start":
-        return promotion.start(plan, now=now)
+        return promotion.start(plan, now=now, who=ws.who())
     if pending.action == "abort":
-        return promotion.abort(plan, now=now, reason=reason)
+        return promotion.abort(plan, now=now, reason=reason, who=ws.who())
     if pending.action == "retire":
-        return promotion.retire(plan, now=now)
+        return promotion.retire(plan, now=now, who=ws.who())
     baseline, candidate = _evidence(ws, endpoint, plan)
     # Only the reason given to override on the page overrides: the dialog's optional
     # reason does not turn a gate that failed since the click into a pass.
     override = f"{pending.reason} ({reason})" if pending.reason and reason else pending.reason
-    return promotion.promote(plan, baseline=baseline, candidate=candidate, now=now, reason=override)
+    return promotion.promote(
+        plan, baseline=baseline, candidate=candidate, now=now, reason=override, who=ws.who()
+    )
 
 
 def _dismiss() -> None:
@@ -588,6 +590,7 @@ def _delete_baseline(
             after={"deployment": plan.baseline, "deleted": ok},
             reason=reason,
             outcome="Succeeded" if ok else "Failed",
+            who=ws.who(),
         )
     except (sqlite3.Error, OSError) as exc:
         log.warning("audit log not written: %s", exc)

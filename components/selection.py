@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
 
 import streamlit as st
 
 from components.loading import SELECTED, freshness, page_opened, reads
 from components.workspace import current_workspace
+from rollout import drift
 from rollout.endpoints import EndpointHead, EndpointView
 from rollout.errors import RolloutError
 from rollout.workspace import Workspace
 
 _KEY = SELECTED
 _FOCUS = "selected_endpoint_focus"
+_OBSERVED = "endpoints_observed"
+
+log = logging.getLogger(__name__)
+
+
+def _observe(ws: Workspace, views: Iterable[EndpointView]) -> None:
+    """Keep what the endpoints show for the History page's "changed outside the dashboard"
+    (rollout/drift.py). The database is touched only when a state differs from the one this
+    session last kept, or that one is a minute old."""
+    kept: dict[str, tuple[drift.State, float]] = st.session_state.setdefault(_OBSERVED, {})
+    now = time.time()
+    for view in views:
+        state, at = kept.get(f"{ws.key}/{view.name}", (None, 0.0))
+        if state == drift.State.of(view) and now - at < drift.SEEN_EVERY_S:
+            continue
+        try:
+            drift.observe(ws.key, view, now=now)
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("the state of %s was not kept for the history: %s", view.name, exc)
+            continue
+        kept[f"{ws.key}/{view.name}"] = (drift.State.of(view), now)
 
 
 def select_endpoint(endpoints: Sequence[EndpointHead]) -> EndpointHead | None:
@@ -71,6 +96,7 @@ def endpoint_in_focus() -> tuple[Workspace, EndpointView]:
         freshness(ws, heads)
         st.stop()
     freshness(ws, endpoint)
+    _observe(ws, [endpoint.value])
     return ws, endpoint.value
 
 
@@ -85,6 +111,7 @@ def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]
         st.stop()
     head = select_endpoint([e.head for e in everything.value])
     freshness(ws, everything)
+    _observe(ws, everything.value)
     selected = None if head is None else next(e for e in everything.value if e.name == head.name)
     return ws, everything.value, selected
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +28,7 @@ from rollout.changes import begin_set_traffic
 from rollout.endpoints import DeploymentView, EndpointView, get_endpoint, weight
 from rollout.errors import Conflict, RolloutError
 from rollout.rules import MAX_MIRROR_PERCENT, MAX_TRAFFIC_PERCENT, TrafficPlan
-from rollout.views import state_badge
+from rollout.views import describe, state_badge
 from rollout.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -96,13 +97,6 @@ class TrafficState:
 
     def same_traffic(self, other: TrafficState) -> bool:
         return not self.plan().changes_from(other.plan())
-
-
-def describe(traffic: Mapping[str, int], mirror: Mapping[str, int]) -> str:
-    """'live blue 90%, green 10% · mirror none' (only positive shares are named)."""
-    live = ", ".join(f"{k} {v}%" for k, v in traffic.items() if v) or "none (traffic disabled)"
-    mirrored = ", ".join(f"{k} {v}%" for k, v in mirror.items() if v) or "none"
-    return f"live {live} · mirror {mirrored}"
 
 
 def presets(deployments: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
@@ -218,14 +212,20 @@ class EditorKeys:
 
 
 def apply_change(
-    ws: Workspace, before: TrafficState, after: TrafficState, *, reason: str = ""
+    ws: Workspace,
+    before: TrafficState,
+    after: TrafficState,
+    *,
+    reason: str = "",
+    undo_of: int | None = None,
 ) -> Outcome:
     """Send `after`, refused as a Conflict unless the endpoint still has `before`.
 
     Shows the operation's progress, reads the endpoint back whatever happened, and records
-    the attempt in the audit log.
+    the attempt in the audit log (`undo_of`: the entry it undoes).
     """
     endpoint = after.endpoint
+    audit = _Audit(ws, before, after, reason, time.monotonic(), undo_of)
     try:
         operation = begin_set_traffic(
             ws,
@@ -236,15 +236,15 @@ def apply_change(
             expected_mirror=before.mirror,
         )
     except Conflict as exc:
-        _record(ws, before, after, reason, f"Failed: {exc}")
+        audit.record(f"Failed: {exc}")
         state, _ = _read_back(ws, endpoint)
         return Outcome("conflict", f"Not applied: {exc}", state)
     except RolloutError as exc:
-        return _failed(ws, before, after, reason, str(exc))
+        return _failed(ws, audit, str(exc))
     if not follow(operation, label=f"Updating the traffic of {endpoint}"):
-        return _failed(ws, before, after, reason, _failure_of(operation))
+        return _failed(ws, audit, _failure_of(operation))
     state, problem = _read_back(ws, endpoint)
-    note = _record(ws, before, after, reason, "Succeeded")
+    note = audit.record("Succeeded")
     if state is None:
         message = f"The traffic change was applied, but {problem}"
     else:
@@ -260,11 +260,9 @@ def _failure_of(operation: Any) -> str:
     return f"{operation.description} did not finish within {operation.elapsed:.0f} s"
 
 
-def _failed(
-    ws: Workspace, before: TrafficState, after: TrafficState, reason: str, message: str
-) -> Outcome:
-    note = _record(ws, before, after, reason, f"Failed: {message}")
-    state, problem = _read_back(ws, after.endpoint)
+def _failed(ws: Workspace, audit: _Audit, message: str) -> Outcome:
+    note = audit.record(f"Failed: {message}")
+    state, problem = _read_back(ws, audit.after.endpoint)
     if state is None:
         still = f"The traffic in force could not be read back: {problem}"
     else:
@@ -283,24 +281,36 @@ def _read_back(ws: Workspace, endpoint: str) -> tuple[TrafficState | None, str]:
     return TrafficState.of(view), ""
 
 
-def _record(
-    ws: Workspace, before: TrafficState, after: TrafficState, reason: str, outcome: str
-) -> str:
-    """Write the audit entry; a note for the user when the log could not be written."""
-    try:
-        history.record(
-            workspace=ws.key,
-            endpoint=after.endpoint,
-            action="traffic",
-            before=before.record(),
-            after=after.record(),
-            reason=reason,
-            outcome=outcome,
-        )
-    except (sqlite3.Error, OSError) as exc:
-        log.warning("audit log not written: %s", exc)
-        return f" (The audit log could not be written: {exc}.)"
-    return ""
+@dataclass(frozen=True)
+class _Audit:
+    """What the audit entry of one apply says, whatever its outcome."""
+
+    ws: Workspace
+    before: TrafficState
+    after: TrafficState
+    reason: str
+    started: float  # time.monotonic() when it was sent
+    undo_of: int | None
+
+    def record(self, outcome: str) -> str:
+        """Write the entry; a note for the user when the log could not be written."""
+        try:
+            history.record(
+                workspace=self.ws.key,
+                endpoint=self.after.endpoint,
+                action="traffic",
+                before=self.before.record(),
+                after=self.after.record(),
+                reason=self.reason,
+                outcome=outcome,
+                who=self.ws.who(),
+                duration_s=time.monotonic() - self.started,
+                undo_of=self.undo_of,
+            )
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("audit log not written: %s", exc)
+            return f" (The audit log could not be written: {exc}.)"
+        return ""
 
 
 # --- the editor on the page --------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rollout.endpoints import EndpointView
@@ -20,6 +21,13 @@ def state_color(state: str) -> str:
 def state_badge(state: str) -> str:
     """A state as a Streamlit markdown badge, coloured so that failures stand out."""
     return f":{state_color(state)}-badge[{state}]"
+
+
+def describe(traffic: Mapping[str, int], mirror: Mapping[str, int]) -> str:
+    """'live blue 90%, green 10% · mirror none' (only positive shares are named)."""
+    live = ", ".join(f"{k} {v}%" for k, v in traffic.items() if v) or "none (traffic disabled)"
+    mirrored = ", ".join(f"{k} {v}%" for k, v in mirror.items() if v) or "none"
+    return f"live {live} · mirror {mirrored}"
 
 
 def split_text(values: dict[str, int]) -> str:

@@ -27,6 +27,7 @@ from azure.ai.ml import MLClient
 from azure.ai.ml.entities import OnlineDeployment
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
 
+from rollout import principal
 from rollout.calls import CallLog, http_session
 from rollout.conditions import IfMatchPolicy
 from rollout.errors import ServiceError
@@ -116,6 +117,14 @@ class Workspace:
     # Makes a deployment's local model, code and environment something this workspace can
     # create it from (see the module's docstring); returns the deployment to send.
     prepare_assets: PrepareAssets = field(default=_as_is, repr=False)
+
+    _who: str | None = field(default=None, init=False, repr=False)
+
+    def who(self) -> str:
+        """Who changes made through this workspace are made by, for the audit log."""
+        if self._who is None:
+            self._who = principal.who(self.kind, self.credential)
+        return self._who
 
     @property
     def label(self) -> str:

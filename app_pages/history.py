@@ -1,0 +1,18 @@
+"""History: every change made from the dashboard, newest first, with who, when, before and
+after, reason, outcome and how long it took; the changes seen to be made outside it; Undo."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from components import history_view
+from components.change_flow import show_flash
+from components.selection import all_endpoints
+from components.workspace import read_only_reason
+
+st.title("History")
+ws, endpoints, _ = all_endpoints()
+show_flash()
+read_only = read_only_reason()
+history_view.history_view(ws, endpoints)
+history_view.open_pending_dialog(ws, endpoints, read_only)
