@@ -9,6 +9,8 @@ their own with a sample of 3.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,11 +21,12 @@ import pytest
 from azure.ai.ml import load_online_deployment, load_online_endpoint
 from azure.ai.ml.entities import CodeConfiguration
 
+from emulator import server
 from emulator.apply import register_local_assets
 from rollout.errors import NotFound, RolloutError
 from rollout.mirrored import MirroredRequest, read_mirrored
 from rollout.workspace import Workspace
-from tests.conftest import RunningEmulator, seed_tutorial_endpoint, wait_until
+from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint, wait_until
 
 pytestmark = pytest.mark.emulator
 
@@ -196,6 +199,30 @@ def test_the_route_answers_the_documented_shape(sampled: Scorer, workspace: Work
     assert set(first["live"]) == {"deployment", "statusCode", "latencyMs", "response"}
 
 
+def _skipped(ws: Workspace, endpoint: str) -> int:
+    assert ws.facts is not None
+    answer = httpx.get(
+        _route(ws, endpoint),
+        params={"api-version": "2023-04-01"},
+        headers={"Authorization": f"Bearer {ws.facts.token}"},
+        verify=ws.verify,
+    )
+    answer.raise_for_status()
+    return int(answer.json()["skipped"])
+
+
+def test_a_request_over_64_kib_is_not_kept_but_counted(
+    sampled: Scorer, workspace: Workspace
+) -> None:
+    before = read_mirrored(workspace, ENDPOINT)
+    skipped = _skipped(workspace, ENDPOINT)
+    big = json.dumps({"data": [[1] * 10], "pad": "x" * 2**16}).encode()
+    for _ in range(2):  # one of the two is mirrored, whatever the phase of the 50%
+        sampled.score(big)
+    wait_until(lambda: _skipped(workspace, ENDPOINT) == skipped + 1, what="one more skipped")
+    assert read_mirrored(workspace, ENDPOINT) == before
+
+
 def test_an_unknown_endpoint_is_not_found(workspace: Workspace) -> None:
     with pytest.raises(NotFound, match="no-such-ep"):
         read_mirrored(workspace, "no-such-ep")
@@ -296,3 +323,29 @@ def test_the_sample_keeps_the_last_n_and_the_flag_is_kept_for_the_next_start(
         assert _capacity(running.workspace(), SMALL) == 0
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize(
+    ("command", "value"), [("serve", "1001"), ("start", "-1"), ("serve", "all")]
+)
+def test_a_bad_sample_size_is_refused_naming_the_flag_and_the_value(
+    tmp_path: Path, command: str, value: str
+) -> None:
+    state = tmp_path / "state"
+    args = [command, "--state-dir", str(state), "--mirror-sample", value]
+    done = subprocess.run(
+        [sys.executable, "-m", "emulator", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--mirror-sample" in done.stderr and value in done.stderr, done.stderr
+    assert not state.exists(), "a refused flag must not create the state directory"
+
+
+def test_serve_refuses_a_bad_sample_size_before_touching_the_state(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="--mirror-sample is 1001"):
+        server.serve(tmp_path / "state", mirror_sample=1001)
+    assert not (tmp_path / "state").exists()
