@@ -2,6 +2,7 @@
 
     python -m emulator serve  [--state-dir DIR] [--port N]     foreground server
                               [--arm-latency-ms N] [--metrics-latency-ms N]  (and limits)
+                              [--mirror-sample N]
     python -m emulator start  [--state-dir DIR] [--port N]     the same, in the background
     python -m emulator status --json [--state-dir DIR]         facts; exit 1 if not running
     python -m emulator apply -f FILE [--all-traffic] [--if-missing]  create or update from YAML
@@ -29,6 +30,7 @@ os.environ.pop("AZUREML_CURRENT_CLOUD", None)
 from emulator import server
 from emulator.apply import ApplyError, apply_file
 from emulator.latency import MAX_LATENCY_MS
+from emulator.mirror_sample import DEFAULT_CAPACITY, MAX_CAPACITY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,6 +100,14 @@ def main(argv: list[str] | None = None) -> int:
             help="delay every Monitor metrics answer by N ms, 0 to 10000 (default: the "
             "--arm-latency-ms value when that is given, else the kept value or 0)",
         )
+        sub.add_argument(
+            "--mirror-sample",
+            type=_sample_size,
+            help="keep the last N mirrored requests of each endpoint with the live and the "
+            f"mirror answer, in memory, 0 to {MAX_CAPACITY} (default {DEFAULT_CAPACITY}; "
+            "kept in the state directory, 0 turns it off); read them at "
+            "GET .../onlineEndpoints/{e}/mirroredRequests",
+        )
     sub = add("status", "print the connection facts; exit 1 when not running")
     sub.add_argument("--json", action="store_true", help="print one JSON object")
     sub = add("apply", "create or update an endpoint or deployment from az ml YAML")
@@ -126,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 instance_log_mb=args.instance_log_mb,
                 arm_latency_ms=args.arm_latency_ms,
                 metrics_latency_ms=args.metrics_latency_ms,
+                mirror_sample=args.mirror_sample,
             )
         except server.AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -171,6 +182,7 @@ _SERVE_FLAGS = (
     "max_asset_mb",
     "arm_latency_ms",
     "metrics_latency_ms",
+    "mirror_sample",
 )
 
 
@@ -189,6 +201,21 @@ def _latency_ms(text: str) -> int:
     if not 0 <= value <= MAX_LATENCY_MS:
         raise argparse.ArgumentTypeError(
             f"{value} is out of range; give 0 to {MAX_LATENCY_MS} ms (0 = no delay)"
+        )
+    return value
+
+
+def _sample_size(text: str) -> int:
+    """argparse type of --mirror-sample (argparse names the flag in its error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"takes a whole number of requests, not {text!r}"
+        ) from None
+    if not 0 <= value <= MAX_CAPACITY:
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range; give 0 to {MAX_CAPACITY} (0 = keep none)"
         )
     return value
 

@@ -8,6 +8,10 @@ the state directory; anything else is 401. Any `api-version` is accepted.
 Endpoints and deployments carry an `ETag` (header, and `etag` in the body); a PUT or
 PATCH with an `If-Match` that is not the current ETag is 412, so two clients that read
 the same version cannot both write over it.
+
+One route is the emulator's own: GET `{endpoint}/mirroredRequests?top=K` reads the last
+mirrored requests with the live and the mirror answer (mirror_sample.py); Azure drops
+the mirror's answers and has no such route.
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ from starlette.routing import Route
 
 from emulator import bodies
 from emulator.auth import UNAUTHORIZED, has_arm_token
-from emulator.errors import ApiError
+from emulator.errors import ApiError, bad_argument
+from emulator.mirror_sample import DEFAULT_CAPACITY
 from emulator.service import LOCATION, PROVIDER, Emulator
 
 log = logging.getLogger(__name__)
@@ -285,6 +290,31 @@ async def list_skus(request: Request, emulator: Emulator) -> Response:
     return JSONResponse(emulator.list_skus(p["endpoint"], p["deployment"]))
 
 
+async def mirrored_requests(request: Request, emulator: Emulator) -> Response:
+    """The endpoint's last mirrored requests with both answers, newest first (emulator only)."""
+    name = request.path_params["endpoint"]
+    emulator.get_endpoint(name)  # 404 for an unknown endpoint
+    top = _top(request.query_params.get("top"))
+    sample = emulator.mirror_sample
+    return JSONResponse(
+        {
+            "value": [entry.as_json() for entry in sample.entries(name, top)],
+            "capacity": sample.capacity,
+            "skipped": sample.skipped(name),
+        }
+    )
+
+
+def _top(text: str | None) -> int:
+    """The `top` query parameter: a whole number, 0 or more (the sample holds no more than N)."""
+    if text is None:
+        return DEFAULT_CAPACITY
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else -1
+    if value < 0:
+        raise bad_argument(f"top must be a whole number of requests, 0 or more; got {text[:40]!r}")
+    return value
+
+
 # assets
 
 
@@ -331,6 +361,7 @@ routes = [
     Route(DEP, arm(delete_deployment), methods=["DELETE"]),
     Route(DEP + "/getLogs", arm(get_logs), methods=["POST"]),
     Route(DEP + "/skus", arm(list_skus), methods=["GET"]),
+    Route(EP + "/mirroredRequests", arm(mirrored_requests), methods=["GET"]),
 ]
 for _kind in ("models", "codes", "environments"):
     routes += _asset_routes(_kind)

@@ -3,9 +3,10 @@
 POST {base}/online/{endpoint}/score with `Authorization: Bearer <key or token>`.
 Without the `azureml-model-deployment` header the request goes to a deployment
 chosen by live traffic, and a share of such requests is copied to the mirror
-deployment in the background (its response is dropped; it never affects the
-client). With the header it goes to that deployment, whatever its traffic. The
-response names the deployment that served it in `azureml-model-deployment`.
+deployment in the background (its response never reaches the client; the emulator
+keeps the last ones with the live answer, in memory: mirror_sample.py). With the
+header it goes to that deployment, whatever its traffic. The response names the
+deployment that served it in `azureml-model-deployment`.
 
 Limits, as Azure documents them: a body over the size limit is 413; more than
 2 x max_concurrent_requests_per_instance x instance_count requests pending on a
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import bodies
 from emulator.instances import DeploymentPool, Instance
+from emulator.mirror_sample import Pending
 from emulator.requestlog import DROPPED
 from emulator.service import DeploymentRuntime, Emulator, EndpointRoute
 from emulator.upstream import Answer, Broken, NotReached, TooLarge
@@ -121,7 +123,13 @@ async def _serve(
     if runtime is None:
         return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'."), body
     if mirror_to is not None:
-        _mirror(emulator, endpoint, mirror_to, body)
+        pending = _mirror(emulator, endpoint, mirror_to, body)
+        if pending is not None:
+            started = time.perf_counter()
+            response = await forward(runtime, body, max_response_bytes=emulator.max_response_bytes)
+            latency_ms = (time.perf_counter() - started) * 1000
+            pending.live(runtime.name, response.status_code, latency_ms, response.body)
+            return response, body
     return await forward(runtime, body, max_response_bytes=emulator.max_response_bytes), body
 
 
@@ -283,11 +291,15 @@ def _model_error_reason(answer: Answer) -> str:
     return "".join(c if 32 <= ord(c) < 127 else " " for c in text)[:200]
 
 
-def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> None:
-    """Copy a request to the mirror deployment in the background; drop it when saturated."""
+def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> Pending | None:
+    """Copy a request to the mirror deployment in the background; drop it when saturated.
+
+    Returns the mirror sample's entry for the copy sent, for the caller to complete with
+    the live answer; None when nothing is sent or the sample keeps none.
+    """
     runtime = emulator.deployments.get((endpoint.lower(), deployment.lower()))
     if runtime is None:
-        return
+        return None
     started = time.perf_counter()
 
     def record(status: int, model_status: int | None, size: int) -> None:
@@ -304,27 +316,32 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
 
     if not runtime.pool.admit():
         record(DROPPED, None, 0)
-        return
+        return None
+    pending = emulator.mirror_sample.begin(endpoint, body)
 
     async def send() -> None:
-        status, model_status, size = 500, None, 0
+        status, model_status = 500, None
+        answer: bytes | memoryview = b""
         try:
             # The mirror's answer is dropped, but it is held whole first: the same limit.
             response = await forward(
                 runtime, body, max_response_bytes=emulator.max_response_bytes, admitted=True
             )
-            status, model_status, size = (
+            status, model_status, answer = (
                 response.status_code,
                 _model_status(response),
-                len(response.body),
+                response.body,
             )
         except Exception:
             log.exception("mirror request to %s failed", runtime.name)
-        record(status, model_status, size)
+        record(status, model_status, len(answer))
+        if pending is not None:
+            pending.mirror(runtime.name, status, (time.perf_counter() - started) * 1000, answer)
 
     task = asyncio.create_task(send())
     emulator.background.add(task)
     task.add_done_callback(emulator.background.discard)
+    return pending
 
 
 async def _wrong_method(request: Request) -> Response:

@@ -34,6 +34,7 @@ from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from emulator import arm, monitor, scoring
 from emulator.instances import SOCKET_NAME_MAX
 from emulator.latency import check_latency_ms, delayed
+from emulator.mirror_sample import MirrorSample, check_capacity
 from emulator.privacy import make_private
 from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
 from emulator.store import Store
@@ -133,11 +134,13 @@ def serve(
     instance_log_mb: float | None = None,
     arm_latency_ms: int | None = None,
     metrics_latency_ms: int | None = None,
+    mirror_sample: int | None = None,
 ) -> None:
     """Run the emulator in the foreground until SIGINT or SIGTERM.
 
     `metrics_latency_ms` follows `arm_latency_ms` when only that is given; either is
-    kept in the state directory for the next start (0 resets it).
+    kept in the state directory for the next start (0 resets it). So is `mirror_sample`,
+    the number of mirrored requests each endpoint keeps with both answers (0 keeps none).
     """
     if arm_latency_ms is not None:
         check_latency_ms("--arm-latency-ms", arm_latency_ms)
@@ -145,6 +148,8 @@ def serve(
             metrics_latency_ms = arm_latency_ms
     if metrics_latency_ms is not None:
         check_latency_ms("--metrics-latency-ms", metrics_latency_ms)
+    if mirror_sample is not None:
+        check_capacity("--mirror-sample", mirror_sample)
     # The state holds endpoint keys, the token secret and the TLS keys: everything this
     # process creates from here on (SQLite's -wal and -shm, logs, instances' files) is
     # for its owner only, and what an earlier version left readable is fixed below.
@@ -197,6 +202,9 @@ def serve(
             if ms is not None:
                 setattr(emulator, attribute, ms)
                 emulator.store.set_meta(attribute, str(ms))
+        if mirror_sample is not None:
+            emulator.mirror_sample = MirrorSample(mirror_sample)
+            emulator.store.set_meta("mirror_sample", str(mirror_sample))
         if emulator.arm_latency_ms or emulator.metrics_latency_ms:
             log.info(
                 "answers delayed: control plane %d ms, metrics %d ms",

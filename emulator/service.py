@@ -35,6 +35,7 @@ from emulator.instances import (
     tail_file,
 )
 from emulator.logfile import remove_log
+from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
 from emulator.monitor import Sampler
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
@@ -132,6 +133,10 @@ class Emulator:
         self.arm_latency_ms = int(self._meta_default("arm_latency_ms", lambda: "0"))
         self.metrics_latency_ms = int(
             self._meta_default("metrics_latency_ms", lambda: str(self.arm_latency_ms))
+        )
+        # The last mirrored requests with both answers, in memory only (mirror_sample.py).
+        self.mirror_sample = MirrorSample(
+            int(self._meta_default("mirror_sample", lambda: str(DEFAULT_CAPACITY)))
         )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
@@ -505,6 +510,7 @@ class Emulator:
 
     async def _finish_endpoint_delete(self, name: str, op_id: str | None) -> None:
         self.routes.pop(name.lower(), None)
+        self.mirror_sample.clear(name)
         for dep in self.store.list_deployments(name):
             runtime = self.deployments.pop(self._key(name, dep["name"]), None)
             if runtime is not None:
