@@ -1,9 +1,10 @@
 """A prediction comparison running in the background: every input to both deployments.
 
 Each input goes to the baseline and to the candidate by the `azureml-model-deployment`
-header (rollout.invoke.send), at most MAX_IN_FLIGHT inputs at once, on a thread of its
-own, so that a page can show progress and offer Cancel while it runs. Cancel stops
-sending more inputs and keeps what finished. Nothing is raised out of the thread: a
+header (rollout.invoke.send), at most MAX_IN_FLIGHT inputs at once (fewer on a deployment
+that would answer 429: `in_flight_for`), on a thread of its own, so that a page can show
+progress and offer Cancel while it runs. Cancel stops sending more inputs and keeps what
+finished. Nothing is raised out of the thread: a
 request that fails is an answer with its status (0 when none came back), and an error of
 the run itself is kept in `error`.
 """
@@ -12,11 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 
+from rollout.endpoints import DeploymentView
 from rollout.errors import RolloutError
 from rollout.invoke import InvokeResult, send
 from rollout.prediction_inputs import MAX_INPUTS, Inputs
@@ -26,6 +29,17 @@ from rollout.workspace import Workspace
 log = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 4
+RETRIES_ON_429 = 3
+_BACKOFF_S = 0.1
+
+
+def in_flight_for(deployments: Sequence[DeploymentView]) -> int:
+    """Inputs in flight for comparing `deployments`: half the smaller one's pending limit
+    (2 × max_concurrent_requests_per_instance × instances, beyond which it answers 429), so
+    that live traffic keeps the other half; between 1 and MAX_IN_FLIGHT. Each input's two
+    requests go one after the other, so each input has one request in flight at a time."""
+    limits = [2 * (d.max_concurrent_requests or 1) * max(d.instance_count, 1) for d in deployments]
+    return max(1, min(MAX_IN_FLIGHT, min(limits, default=2) // 2))
 
 
 def _answer(result: InvokeResult) -> Answer:
@@ -165,13 +179,24 @@ class PredictionRun:
         answers: dict[str, Answer] = {}  # by side: baseline and candidate may be one deployment
         for side, name in sides:
             try:
-                result = send(client, self.scoring_uri, self._credential, content, deployment=name)
-                answers[side] = _answer(result)
+                answers[side] = _answer(self._send(client, content, name))
             except Exception as exc:  # noqa: BLE001 - one request's failure, not the run's
                 answers[side] = Answer(0, 0.0, "", f"{type(exc).__name__}: {exc}")
         pair = Pair(self.inputs.indexes[position], body, answers["baseline"], answers["candidate"])
         with self._lock:
             self._pairs[position] = pair
+
+    def _send(self, client: httpx.Client, content: bytes, deployment: str) -> InvokeResult:
+        """One request; a 429 (too many pending requests: live traffic shares the deployment)
+        is sent again after a pause, a few times, before it counts as the answer."""
+        for attempt in range(RETRIES_ON_429 + 1):
+            result = send(
+                client, self.scoring_uri, self._credential, content, deployment=deployment
+            )
+            if result.status != 429 or attempt == RETRIES_ON_429 or self._cancel.is_set():
+                break
+            time.sleep(_BACKOFF_S * 2**attempt)
+        return result
 
 
 def run_predictions(
@@ -183,6 +208,7 @@ def run_predictions(
     baseline: str,
     candidate: str,
     tolerance: Tolerance | None = None,
+    in_flight: int = MAX_IN_FLIGHT,
 ) -> PredictionRun:
     """A started run (see PredictionRun)."""
     return PredictionRun(
@@ -193,6 +219,7 @@ def run_predictions(
         baseline=baseline,
         candidate=candidate,
         tolerance=tolerance,
+        in_flight=in_flight,
     ).start()
 
 
