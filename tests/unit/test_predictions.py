@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rollout import plan_store
 from rollout.errors import RolloutError
 from rollout.prediction_inputs import MAX_INPUTS, mirrored_pairs, parse_jsonl, sample_inputs
 from rollout.predictions import Answer, Pair, Tolerance, compare_bodies, compare_pairs
+from rollout.promotion import Plan
 
 
 def ok(body: Any, latency: float = 10.0) -> Answer:
@@ -295,3 +298,32 @@ def test_mirrored_requests_map_each_side_by_deployment_and_skip_the_others() -> 
     assert second.baseline.latency_ms == 7.0
     found = compare_pairs(sample.pairs, skipped=sample.skipped)
     assert found.differences == (1.0, -1.0) and found.skipped == 1
+
+
+# --- the summary kept in the dashboard's store ----------------------------------------------
+
+
+def test_a_finished_comparison_is_kept_next_to_the_plans(tmp_path: Path) -> None:
+    store = tmp_path / "history.db"
+    found = compare_pairs(
+        [pair(ok([1.0]), ok([1.0])), pair(ok([1.0]), Answer(500, 1.0, "x"))],
+        Tolerance(0.01, 0.001),
+        planned=10,
+        cancelled=True,
+    )
+    record = plan_store.ComparisonRecord.of(
+        found,
+        workspace="sub/rg/ws",
+        endpoint="my-endpoint",
+        baseline="blue",
+        candidate="green",
+        source="inputs.jsonl",
+        at=1_800_000_000.0,
+    )
+    plan_store.record_comparison(record, path=store)
+    plan_store.save_plan(Plan("my-endpoint", "blue", "green", workspace="sub/rg/ws"), path=store)
+    assert plan_store.list_comparisons("sub/rg/ws", "MY-ENDPOINT", path=store) == [record]
+    assert plan_store.list_comparisons("sub/rg/ws", "other", path=store) == []
+    assert plan_store.list_comparisons("sub/rg/ws", "my-endpoint", since=2e9, path=store) == []
+    assert (record.compared, record.planned, record.agreed, record.agreement) == (2, 10, 1, 0.5)
+    assert (record.candidate_failed, record.absolute_tolerance, record.cancelled) == (1, 0.01, True)
