@@ -140,6 +140,17 @@ def mirrored_pairs(
     return MirroredSample(tuple(pairs), skipped, len(entries))
 
 
+def mirrored_unavailable(ws: Workspace) -> str | None:
+    """Why `ws` has no mirrored sample to compare, or None when it has one."""
+    if ws.kind == "emulator":
+        return None
+    return (
+        "Only the local emulator keeps the requests it mirrored with both answers; on Azure "
+        "a mirrored answer never reaches the client, so the dashboard has none to compare. "
+        "Compare on the sample request or on a JSON Lines file of requests instead."
+    )
+
+
 def read_mirrored_pairs(
     ws: Workspace, endpoint: str, baseline: str, candidate: str, *, top: int = 200
 ) -> MirroredSample:
@@ -148,7 +159,13 @@ def read_mirrored_pairs(
         raise RolloutError(f"the mirrored sample is 1 to {MAX_INPUTS:,} requests, not {top}")
     # Imported here: rollout.mirrored comes with the emulator's mirrored-request log, and
     # only this source needs it.
-    from rollout.mirrored import read_mirrored  # type: ignore[import-not-found, unused-ignore]
+    try:
+        from rollout.mirrored import read_mirrored  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise RolloutError(
+            f"this dashboard cannot read the emulator's mirrored requests ({exc}); "
+            "compare on the sample request or a JSON Lines file"
+        ) from None
 
     entries: Sequence[_MirroredRequest] = read_mirrored(ws, endpoint, top=top)
     return mirrored_pairs(entries, baseline, candidate)

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from components.prediction_charts import differences_figure
+from components.split import color_for
 from rollout import plan_store
 from rollout.errors import RolloutError
 from rollout.prediction_inputs import MAX_INPUTS, mirrored_pairs, parse_jsonl, sample_inputs
@@ -327,3 +329,30 @@ def test_a_finished_comparison_is_kept_next_to_the_plans(tmp_path: Path) -> None
     assert plan_store.list_comparisons("sub/rg/ws", "my-endpoint", since=2e9, path=store) == []
     assert (record.compared, record.planned, record.agreed, record.agreement) == (2, 10, 1, 0.5)
     assert (record.candidate_failed, record.absolute_tolerance, record.cancelled) == (1, 0.01, True)
+
+
+# --- the histogram ------------------------------------------------------------------------
+
+
+def test_the_histogram_draws_the_differences_in_the_candidates_colour() -> None:
+    figure = differences_figure(
+        [0.0, 0.0, 0.5, -2.0],
+        baseline="blue",
+        candidate="green",
+        deployments=["blue", "green"],
+        tolerance=Tolerance(absolute=1.0, relative=0),
+    )
+    (trace,) = figure.data
+    assert trace.type == "histogram" and list(trace.x) == [0.0, 0.0, 0.5, -2.0]
+    assert trace.marker.color == color_for("green", ["blue", "green"])
+    assert figure.layout.title.subtitle.text == (
+        "4 values, 2 of them equal. 3 within the absolute tolerance 1."
+    )
+
+
+def test_the_histogram_without_numbers_says_so_in_the_figure() -> None:
+    figure = differences_figure([], baseline="blue", candidate="green")
+    assert not figure.data
+    assert [a.text for a in figure.layout.annotations] == [
+        "No numeric values in both answers to compare"
+    ]
