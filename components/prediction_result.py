@@ -101,8 +101,8 @@ def _differing(found: Comparison, result: Result) -> None:
             st.success(f"Every input both answered agrees ({found.agreed:,}).")
         return
     st.markdown(
-        f"**The inputs that differ most** · {found.disagreed:,} disagree; a different shape "
-        "or label first, then the largest difference"
+        f"**The inputs that differ most** · {len(found.top):,} of the {found.disagreed:,} that "
+        "disagree: a different shape or label first, then the largest difference"
     )
     rows = [
         {
