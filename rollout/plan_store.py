@@ -7,6 +7,9 @@ different threads). Every session reads the same plan; a save carries the versio
 read, so two sessions promoting at once cannot both win: the second gets `Conflict`.
 At most one open (ready or running) plan per endpoint, enforced by a partial unique
 index. Each transition saved is also written to the audit log (action `plan <verb>`).
+
+The table `prediction_comparisons` keeps the summary of each finished comparison of the
+baseline's and the candidate's predictions (rollout/predictions.py), for a review later.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from rollout import history
 from rollout.errors import Conflict, NotFound
 from rollout.evidence import Evidence
 from rollout.gates import Gates, Verdict
+from rollout.predictions import Comparison
 from rollout.promotion import Plan, Step, Transition
 
 _SCHEMA = """
@@ -40,6 +44,15 @@ CREATE TABLE IF NOT EXISTS plans (
 CREATE INDEX IF NOT EXISTS plans_by_endpoint ON plans(workspace, endpoint, id);
 CREATE UNIQUE INDEX IF NOT EXISTS one_open_plan_per_endpoint
     ON plans(workspace, endpoint) WHERE state IN ('ready', 'running');
+CREATE TABLE IF NOT EXISTS prediction_comparisons (
+    id INTEGER PRIMARY KEY,
+    at REAL NOT NULL,
+    workspace TEXT NOT NULL,
+    endpoint TEXT NOT NULL COLLATE NOCASE,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS comparisons_by_endpoint
+    ON prediction_comparisons(workspace, endpoint, at);
 """
 
 _OPEN = ("ready", "running")
@@ -210,3 +223,79 @@ def list_plans(workspace: str, endpoint: str, *, path: Path | None = None) -> li
             (workspace, endpoint),
         ).fetchall()
     return [_plan(r) for r in rows]
+
+
+# --- prediction comparisons -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ComparisonRecord:
+    """What a finished prediction comparison found, as a review report shows it."""
+
+    at: float
+    workspace: str
+    endpoint: str
+    baseline: str
+    candidate: str
+    source: str  # "sample request", the JSON Lines file's name, "mirrored sample"
+    compared: int
+    planned: int
+    agreed: int
+    agreement: float | None
+    baseline_failed: int
+    candidate_failed: int
+    absolute_tolerance: float
+    relative_tolerance: float
+    cancelled: bool
+
+    @classmethod
+    def of(
+        cls,
+        comparison: Comparison,
+        *,
+        workspace: str,
+        endpoint: str,
+        baseline: str,
+        candidate: str,
+        source: str,
+        at: float | None = None,
+    ) -> ComparisonRecord:
+        return cls(
+            at=time.time() if at is None else at,
+            workspace=workspace,
+            endpoint=endpoint,
+            baseline=baseline,
+            candidate=candidate,
+            source=source,
+            compared=comparison.compared,
+            planned=comparison.planned,
+            agreed=comparison.agreed,
+            agreement=comparison.agreement,
+            baseline_failed=comparison.baseline_failed,
+            candidate_failed=comparison.candidate_failed,
+            absolute_tolerance=comparison.tolerance.absolute,
+            relative_tolerance=comparison.tolerance.relative,
+            cancelled=comparison.cancelled,
+        )
+
+
+def record_comparison(record: ComparisonRecord, *, path: Path | None = None) -> None:
+    """Keep a finished comparison's summary next to the endpoint's plans."""
+    with _connect(path) as db:
+        db.execute(
+            "INSERT INTO prediction_comparisons(at, workspace, endpoint, body) VALUES (?, ?, ?, ?)",
+            (record.at, record.workspace, record.endpoint, json.dumps(asdict(record))),
+        )
+
+
+def list_comparisons(
+    workspace: str, endpoint: str, *, since: float = 0.0, path: Path | None = None
+) -> list[ComparisonRecord]:
+    """The endpoint's recorded prediction comparisons since `since`, oldest first."""
+    with _connect(path) as db:
+        rows = db.execute(
+            "SELECT body FROM prediction_comparisons WHERE workspace = ? AND endpoint = ? "
+            "AND at >= ? ORDER BY at, id",
+            (workspace, endpoint, since),
+        ).fetchall()
+    return [ComparisonRecord(**json.loads(r[0])) for r in rows]
