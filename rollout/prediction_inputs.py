@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
 
 from rollout.errors import RolloutError
 from rollout.invoke import parse_request
+from rollout.mirrored import MirroredAnswer, MirroredRequest, read_mirrored
 from rollout.predictions import Answer, Pair
 from rollout.workspace import Workspace
 
@@ -83,30 +82,6 @@ def parse_jsonl(data: str | bytes, *, name: str = "the file", take_first: bool =
 # --- the emulator's mirrored sample -------------------------------------------------------
 
 
-class _MirroredAnswer(Protocol):
-    @property
-    def deployment(self) -> str: ...
-    @property
-    def status(self) -> int: ...
-    @property
-    def latency_ms(self) -> float: ...
-    @property
-    def body(self) -> str: ...
-
-
-class _MirroredRequest(Protocol):
-    """rollout.mirrored.MirroredRequest, as far as the comparison reads it."""
-
-    @property
-    def time(self) -> datetime: ...
-    @property
-    def body(self) -> str: ...
-    @property
-    def live(self) -> _MirroredAnswer: ...
-    @property
-    def mirror(self) -> _MirroredAnswer: ...
-
-
 @dataclass(frozen=True)
 class MirroredSample:
     pairs: tuple[Pair, ...]
@@ -114,12 +89,12 @@ class MirroredSample:
     read: int
 
 
-def _answer(a: _MirroredAnswer) -> Answer:
+def _answer(a: MirroredAnswer) -> Answer:
     return Answer(a.status, a.latency_ms, a.body)
 
 
 def mirrored_pairs(
-    entries: Sequence[_MirroredRequest], baseline: str, candidate: str
+    entries: Sequence[MirroredRequest], baseline: str, candidate: str
 ) -> MirroredSample:
     """Each mirrored request whose live and mirror deployments are `baseline` and
     `candidate` (either way round) as a pair; the others are counted as skipped.
@@ -157,15 +132,4 @@ def read_mirrored_pairs(
     """The newest `top` (≤ MAX_INPUTS) requests the emulator mirrored, as pairs."""
     if not 1 <= top <= MAX_INPUTS:
         raise RolloutError(f"the mirrored sample is 1 to {MAX_INPUTS:,} requests, not {top}")
-    # Imported here: rollout.mirrored comes with the emulator's mirrored-request log, and
-    # only this source needs it.
-    try:
-        from rollout.mirrored import read_mirrored  # type: ignore[import-not-found, unused-ignore]
-    except ImportError as exc:
-        raise RolloutError(
-            f"this dashboard cannot read the emulator's mirrored requests ({exc}); "
-            "compare on the sample request or a JSON Lines file"
-        ) from None
-
-    entries: Sequence[_MirroredRequest] = read_mirrored(ws, endpoint, top=top)
-    return mirrored_pairs(entries, baseline, candidate)
+    return mirrored_pairs(read_mirrored(ws, endpoint, top=top), baseline, candidate)

@@ -169,6 +169,36 @@ def test_cancel_stops_the_comparison_and_shows_what_finished(page_env: Workspace
     assert record.cancelled and record.compared < 1000 and record.planned == 1000
 
 
+def test_the_mirrored_sample_compares_the_answers_the_emulator_kept(page_env: Workspace) -> None:
+    from rollout.changes import begin_set_traffic
+    from rollout.endpoints import get_endpoint, scoring_credential
+    from rollout.invoke import invoke
+
+    begin_set_traffic(
+        page_env, ENDPOINT, traffic={"blue": 100, "green": 0}, mirror={"green": 50}
+    ).result(timeout=120)
+    try:
+        endpoint = get_endpoint(page_env, ENDPOINT)
+        key = scoring_credential(page_env, ENDPOINT)
+        for i in range(6):  # one at a time: green takes 2 pending, a copy may not be dropped
+            answer = invoke(page_env, endpoint.scoring_uri, key, _jsonl(i + 1).splitlines()[-1])
+            assert answer.status == 200, answer
+            time.sleep(0.3)
+    finally:
+        begin_set_traffic(page_env, ENDPOINT, traffic={"blue": 100, "green": 0}, mirror={}).result(
+            timeout=120
+        )
+    app = _open()
+    app.radio(key="predict_source").set_value("mirrored").run()
+    app.button(key="predict_compare").click().run()
+    _until_result(app)
+    # 50% of 6 live requests were mirrored; blue (live) and green (mirror) answer apart
+    assert _metric(app, "Agreement") == "0.0%"
+    (record,) = plan_store.list_comparisons(page_env.key, ENDPOINT)
+    assert record.compared == 3 and record.agreed == 0
+    assert "mirrored" in record.source
+
+
 def _panel_on_azure() -> None:
     from components.prediction_panel import prediction_panel
     from rollout.endpoints import DeploymentView, EndpointView

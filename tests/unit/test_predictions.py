@@ -4,7 +4,6 @@ their inputs (rollout/prediction_inputs.py): pure functions, no network."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from components.prediction_charts import differences_figure
 from components.split import color_for
 from rollout import plan_store
 from rollout.errors import RolloutError
+from rollout.mirrored import MirroredAnswer, MirroredRequest
 from rollout.prediction_inputs import MAX_INPUTS, mirrored_pairs, parse_jsonl, sample_inputs
 from rollout.predictions import Answer, Pair, Tolerance, compare_bodies, compare_pairs
 from rollout.promotion import Plan
@@ -261,28 +261,14 @@ def test_more_than_1000_inputs_are_refused_with_the_count_or_the_first_1000_take
 # --- inputs: the emulator's mirrored sample -------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FakeAnswer:
-    deployment: str
-    status: int
-    latency_ms: float
-    body: str
-
-
-@dataclass(frozen=True)
-class FakeRequest:
-    time: datetime
-    body: str
-    live: FakeAnswer
-    mirror: FakeAnswer
-
-
-def _mirrored(live: str, mirror: str, live_body: str = "[1]", mirror_body: str = "[2]") -> Any:
-    return FakeRequest(
+def _mirrored(
+    live: str, mirror: str, live_body: str = "[1]", mirror_body: str = "[2]"
+) -> MirroredRequest:
+    return MirroredRequest(
         datetime.now(UTC),
         '{"data": []}',
-        FakeAnswer(live, 200, 5.0, live_body),
-        FakeAnswer(mirror, 200, 7.0, mirror_body),
+        MirroredAnswer(live, 200, 5.0, live_body),
+        MirroredAnswer(mirror, 200, 7.0, mirror_body),
     )
 
 
