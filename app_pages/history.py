@@ -7,11 +7,11 @@ import streamlit as st
 
 from components import history_view
 from components.change_flow import show_flash
-from components.selection import all_endpoints
+from components.selection import workspace_endpoints
 from components.workspace import read_only_reason
 
 st.title("History")
-ws, endpoints, _ = all_endpoints()
+ws, endpoints = workspace_endpoints()
 show_flash()
 read_only = read_only_reason()
 history_view.history_view(ws, endpoints)

@@ -116,6 +116,20 @@ def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]
     return ws, everything.value, selected
 
 
+def workspace_endpoints() -> tuple[Workspace, list[EndpointView]]:
+    """The workspace and every endpoint with its deployments, for a page about the whole
+    workspace (no endpoint picker: the selection is left as it is for the other pages)."""
+    ws = _workspace()
+    try:
+        everything = reads(ws).all_endpoints(wait=page_opened())
+    except RolloutError as exc:
+        st.error(str(exc))
+        st.stop()
+    freshness(ws, everything)
+    _observe(ws, everything.value)
+    return ws, everything.value
+
+
 def focus_endpoint(name: str | None) -> None:
     """Select `name` on the next run (None: the first endpoint), after a change created or
     deleted an endpoint. The selectbox is already drawn in this run, so its value can only be
