@@ -14,6 +14,7 @@ from components.workspace import current_workspace
 from rollout import drift
 from rollout.endpoints import EndpointHead, EndpointView
 from rollout.errors import RolloutError
+from rollout.reads import Read
 from rollout.workspace import Workspace
 
 _KEY = SELECTED
@@ -103,12 +104,7 @@ def endpoint_in_focus() -> tuple[Workspace, EndpointView]:
 def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]:
     """The workspace, every endpoint with its deployments (read at once), and the selected
     one (None when the workspace has none, after saying so)."""
-    ws = _workspace()
-    try:
-        everything = reads(ws).all_endpoints(wait=page_opened())
-    except RolloutError as exc:
-        st.error(str(exc))
-        st.stop()
+    ws, everything = _everything()
     head = select_endpoint([e.head for e in everything.value])
     freshness(ws, everything)
     _observe(ws, everything.value)
@@ -119,15 +115,19 @@ def all_endpoints() -> tuple[Workspace, list[EndpointView], EndpointView | None]
 def workspace_endpoints() -> tuple[Workspace, list[EndpointView]]:
     """The workspace and every endpoint with its deployments, for a page about the whole
     workspace (no endpoint picker: the selection is left as it is for the other pages)."""
-    ws = _workspace()
-    try:
-        everything = reads(ws).all_endpoints(wait=page_opened())
-    except RolloutError as exc:
-        st.error(str(exc))
-        st.stop()
+    ws, everything = _everything()
     freshness(ws, everything)
     _observe(ws, everything.value)
     return ws, everything.value
+
+
+def _everything() -> tuple[Workspace, Read[list[EndpointView]]]:
+    ws = _workspace()
+    try:
+        return ws, reads(ws).all_endpoints(wait=page_opened())
+    except RolloutError as exc:
+        st.error(str(exc))
+        st.stop()
 
 
 def focus_endpoint(name: str | None) -> None:
