@@ -145,8 +145,8 @@ def _names(frame: Any, deployments: Sequence[str]) -> list[str]:
     return sorted(set(deployments) | set(seen))
 
 
-def _line(deployment: str, names: list[str], *, dashed: bool = False) -> dict[str, Any]:
-    line = {"color": color_for(deployment, names)}
+def _line(deployment: str, *, dashed: bool = False) -> dict[str, Any]:
+    line = {"color": color_for(deployment)}
     return {**line, "dash": MIRROR_DASH} if dashed else line
 
 
@@ -409,7 +409,7 @@ def requests_figure(
                     tz,
                     name=label,
                     legendgroup=deployment,
-                    line=_line(deployment, names, dashed=dashed),
+                    line=_line(deployment, dashed=dashed),
                     hover=f"{label}: %{{y:.1f}} req/min<extra></extra>",
                     markers=True,
                 )
@@ -490,7 +490,7 @@ def latency_figure(
                     tz,
                     name=label,
                     showlegend=label not in shown,
-                    line=_line(deployment, names, dashed=dashed),
+                    line=_line(deployment, dashed=dashed),
                     hover=f"{label} {percentile}: %{{y:.0f}} ms<extra></extra>",
                     markers=True,
                 ),
@@ -524,7 +524,6 @@ def errors_figure(
 ) -> go.Figure:
     """Failed requests per minute, stacked by deployment and status class (4xx, 5xx)."""
     draft = _Draft.single()
-    names = _names(frame, deployments)
     notes: list[str] = []
     total = float(frame["count"].sum()) if len(frame) else 0.0
     errors = frame[frame["status_class"].map(is_error)] if len(frame) else frame
@@ -549,7 +548,7 @@ def errors_figure(
                     "name": label,
                     "legendgroup": deployment,
                     "marker": {
-                        "color": color_for(deployment, names),
+                        "color": color_for(deployment),
                         "opacity": 0.55 if mirrored else 0.9,
                         "pattern": {"shape": _ERROR_PATTERNS.get(status, ".")},
                     },
@@ -592,7 +591,6 @@ def instances_figure(
 ) -> go.Figure:
     """CPU and memory (%) per instance, and instances per deployment, sharing the time axis."""
     draft = _Draft.stacked(("CPU %", "Memory %", "Instances"))
-    names = sorted(set(_names(usage, deployments)) | set(_names(capacity, deployments)))
     notes: list[str] = []
     if not len(usage) and not len(capacity):
         draft.message("No instance metrics in this window")
@@ -607,7 +605,7 @@ def instances_figure(
                     tz,
                     name=label,
                     showlegend=label not in shown,
-                    line={**_line(deployment, names), "width": 1.5},
+                    line={**_line(deployment), "width": 1.5},
                     hover=f"{label}: %{{y:.1f}}%<extra></extra>",
                 ),
                 panel,
@@ -618,7 +616,7 @@ def instances_figure(
             group,
             tz,
             name=f"{deployment} instances",
-            line={**_line(deployment, names), "width": 1.5, "shape": "hv"},
+            line={**_line(deployment), "width": 1.5, "shape": "hv"},
             hover=f"{deployment}: %{{y:.0f}} instance(s)<extra></extra>",
         )
         draft.add({**trace, "stackgroup": "capacity"}, 2)

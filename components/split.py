@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import re
+import zlib
+
 import plotly.graph_objects as go
 
 _NAMED_SHARE = 20  # percent: below this a live bar is too thin for its deployment's name
-PALETTE = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+# The palette by colour name, so that the tutorial's blue and green are drawn blue and green.
+NAMED_COLORS = {
+    "blue": "#1f77b4",
+    "green": "#2ca02c",
+    "orange": "#ff7f0e",
+    "purple": "#9467bd",
+    "brown": "#8c564b",
+    "pink": "#e377c2",
+    "cyan": "#17becf",
+}
+PALETTE = list(NAMED_COLORS.values())
 
 
-def color_for(deployment: str, deployments: list[str]) -> str:
-    ordered = sorted(deployments)
-    index = ordered.index(deployment) if deployment in ordered else len(ordered)
-    return PALETTE[index % len(PALETTE)]
+def color_for(deployment: str) -> str:
+    """A deployment's colour, from its name alone, so that it keeps its colour whatever else
+    is present (a position among the deployments present would change when one is deleted).
+
+    A name that is, or starts with, a colour name gets that colour ("blue", "green-v2");
+    any other name a stable hash into the palette (crc32: Python's hash() is salted per
+    process, so colours would change between sessions).
+    """
+    first = re.split(r"[-_]", deployment.lower(), maxsplit=1)[0]
+    if first in NAMED_COLORS:
+        return NAMED_COLORS[first]
+    return PALETTE[zlib.crc32(deployment.lower().encode()) % len(PALETTE)]
 
 
 def _label(name: str, share: int) -> str:
@@ -31,7 +52,7 @@ def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
                 x=[live],
                 name=name,
                 orientation="h",
-                marker_color=color_for(name, names),
+                marker_color=color_for(name),
                 text=_label(name, live),
                 textposition="inside",
                 textangle=0,
@@ -45,7 +66,7 @@ def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
                 x=[share],
                 name=f"{name} (mirror)",
                 orientation="h",
-                marker_color=color_for(name, names),
+                marker_color=color_for(name),
                 marker_pattern_shape="/",
                 text=f"{name} {share}% mirrored",
                 # alone on its row, so the label fits beside the bar however thin it is

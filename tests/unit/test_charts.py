@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from components import charts
-from components.split import color_for
+from components.split import NAMED_COLORS, PALETTE, color_for, split_figure
 from rollout import metrics
 from rollout.history import Change
 
@@ -110,8 +110,8 @@ def test_live_and_mirrored_requests_are_separate_series_and_the_mirror_is_dashed
     assert traces["blue"].line.dash is None
     assert traces["green (mirror)"].line.dash == charts.MIRROR_DASH
     assert list(traces["blue"].y) == [90, 60]
-    assert traces["blue"].line.color == color_for("blue", list(BLUE_GREEN))
-    assert traces["green (mirror)"].line.color == color_for("green", list(BLUE_GREEN))
+    assert traces["blue"].line.color == color_for("blue")
+    assert traces["green (mirror)"].line.color == color_for("green")
     assert "150 requests and 15 mirrored copies." in _subtitle(fig)
     assert not [t for t in _texts(fig) if "No requests" in t]
 
@@ -385,3 +385,35 @@ def test_series_labels() -> None:
         "green (mirrored + direct)"
     )
     assert charts.series_label("blue", metrics.ALL, mirror_targets=["green"]) == "blue"
+
+
+# --- colours follow the deployment -----------------------------------------------------------
+
+
+def test_green_keeps_its_colour_after_blue_is_deleted() -> None:
+    both = charts.requests_figure(
+        _requests([(0, "blue", "live", 90), (0, "green", "live", 10)]),
+        deployments=BLUE_GREEN,
+        tz=UTC,
+    )
+    alone = charts.requests_figure(
+        _requests([(0, "green", "live", 100)]), deployments=("green",), tz=UTC
+    )
+    assert _traces(alone)["green"].line.color == _traces(both)["green"].line.color
+    assert _traces(both)["green"].line.color != _traces(both)["blue"].line.color
+
+
+def test_split_bar_colours_follow_the_name_not_what_else_is_present() -> None:
+    def colours(traffic: dict[str, int]) -> dict[str, str]:
+        return {t.name: t.marker.color for t in split_figure(traffic, {}).data}
+
+    assert colours({"green": 100})["green"] == colours({"blue": 0, "green": 100})["green"]
+    assert colours({"a-model": 100})["a-model"] == colours({"zed": 50, "a-model": 50})["a-model"]
+
+
+def test_tutorial_names_get_their_own_colours() -> None:
+    assert color_for("blue") == NAMED_COLORS["blue"]
+    assert color_for("green") == NAMED_COLORS["green"]
+    assert color_for("Green-v2") == NAMED_COLORS["green"]
+    assert color_for("candidate") in PALETTE
+    assert color_for("candidate") == color_for("candidate")
