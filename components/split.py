@@ -7,6 +7,8 @@ import zlib
 
 import plotly.graph_objects as go
 
+from rollout.rules import MAX_TRAFFIC_PERCENT
+
 _NAMED_SHARE = 20  # percent: below this a live bar is too thin for its deployment's name
 # The palette by colour name, so that the tutorial's blue and green are drawn blue and green.
 NAMED_COLORS = {
@@ -19,6 +21,8 @@ NAMED_COLORS = {
     "cyan": "#17becf",
 }
 PALETTE = list(NAMED_COLORS.values())
+_OVER_COLOR = "#d62728"  # the 100% mark on a plan that goes past it
+_MARK_ROOM = 18  # px above the bar for the 100% mark's label
 
 
 def color_for(deployment: str) -> str:
@@ -41,7 +45,9 @@ def _label(name: str, share: int) -> str:
 
 
 def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
-    """A horizontal 100% bar of live traffic, with the mirror share drawn hatched below it."""
+    """A horizontal 100% bar of live traffic, with the mirror share drawn hatched below it.
+
+    A plan whose live shares sum past 100% is drawn whole, with a mark at 100%."""
     names = sorted(set(traffic) | set(mirror))
     fig = go.Figure()
     for name in names:
@@ -75,14 +81,29 @@ def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
                 insidetextanchor="middle",
                 hovertemplate=f"{name}: a copy of {share}% of live requests<extra></extra>",
             )
+    # A plan over 100% is drawn whole, on a scale past 100 with the 100% mark, so that
+    # the share beyond it is seen rather than cut off at the edge.
+    total = sum(v for v in traffic.values() if v > 0)
+    over = total > MAX_TRAFFIC_PERCENT
+    if over:
+        fig.add_vline(x=MAX_TRAFFIC_PERCENT, line={"color": _OVER_COLOR, "width": 2})
+        fig.add_annotation(
+            x=MAX_TRAFFIC_PERCENT,
+            y=1,
+            yref="paper",
+            yanchor="bottom",
+            text=f"100% · plan {total}%",
+            showarrow=False,
+            font={"size": 11, "color": _OVER_COLOR},
+        )
     fig.update_layout(
         barmode="stack",
-        height=90 if mirror else 60,
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        height=(90 if mirror else 60) + (_MARK_ROOM if over else 0),
+        margin={"l": 0, "r": 0, "t": _MARK_ROOM if over else 0, "b": 0},
         showlegend=False,
         # a label too long for its bar is hidden, not shrunk to an unreadable size
         uniformtext={"minsize": 10, "mode": "hide"},
-        xaxis={"range": [0, 100], "visible": False},
+        xaxis={"range": [0, max(MAX_TRAFFIC_PERCENT, total)], "visible": False},
         yaxis={
             "visible": bool(mirror),
             "categoryorder": "array",

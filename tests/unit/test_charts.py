@@ -417,3 +417,17 @@ def test_tutorial_names_get_their_own_colours() -> None:
     assert color_for("Green-v2") == NAMED_COLORS["green"]
     assert color_for("candidate") in PALETTE
     assert color_for("candidate") == color_for("candidate")
+
+
+def test_a_plan_over_100_percent_is_drawn_whole_with_the_100_mark() -> None:
+    fig = split_figure({"blue": 100, "green": 10}, {})
+    assert list(fig.layout.xaxis.range) == [0, 110]
+    assert [t.x[0] for t in fig.data] == [100, 10]
+    assert [shape.x0 for shape in fig.layout.shapes] == [100]
+    assert any("plan 110%" in a.text for a in fig.layout.annotations)
+
+
+def test_a_plan_of_100_percent_has_the_plain_scale_and_no_mark() -> None:
+    fig = split_figure({"blue": 90, "green": 10}, {})
+    assert list(fig.layout.xaxis.range) == [0, 100]
+    assert not fig.layout.shapes
