@@ -90,9 +90,20 @@ def _charts(app: AppTest) -> dict[str, dict[str, Any]]:
     return {f["layout"]["title"]["text"]: f for f in figures}
 
 
+SO_FAR = " (so far)"
+
+
 def _series(figure: dict[str, Any]) -> dict[str, float]:
-    """Each trace's name and the sum of its y values."""
-    return {t["name"]: sum(v for v in _ys(t) if v is not None) for t in figure["data"]}
+    """Each trace's name and the sum of its y values. A "… (so far)" trace (the segment into
+    the unfinished last bucket, from the last finished point) adds its last point to its
+    series."""
+    sums: dict[str, float] = {}
+    for trace in figure["data"]:
+        name, ys = trace["name"], [v for v in _ys(trace) if v is not None]
+        if name.endswith(SO_FAR):
+            name, ys = name.removesuffix(SO_FAR), ys[-1:]
+        sums[name] = sums.get(name, 0.0) + sum(ys)
+    return sums
 
 
 def _ys(trace: dict[str, Any]) -> list[float]:

@@ -431,3 +431,31 @@ def test_a_plan_of_100_percent_has_the_plain_scale_and_no_mark() -> None:
     fig = split_figure({"blue": 90, "green": 10}, {})
     assert list(fig.layout.xaxis.range) == [0, 100]
     assert not fig.layout.shapes
+
+
+# --- the bucket still being counted ------------------------------------------------------------
+
+
+def test_the_unfinished_last_bucket_is_dotted_and_said_so_not_drawn_as_a_drop() -> None:
+    frame = _requests([(0, "blue", "live", 60), (1, "blue", "live", 60), (2, "blue", "live", 9)])
+    read_at = T0 + timedelta(minutes=2, seconds=9)  # 9 s into the third minute
+    fig = charts.requests_figure(frame, deployments=("blue",), window=WINDOW, read_at=read_at)
+    finished = [t for t in fig.data if t.name == "blue"]
+    partial = [t for t in fig.data if t.name == "blue (so far)"]
+    assert [list(t.y) for t in finished] == [[60, 60]]
+    assert finished[0].line.dash is None
+    assert [list(t.y) for t in partial] == [[60, 9]]
+    assert partial[0].line.dash == charts.UNFINISHED_DASH
+    assert partial[0].line.color == finished[0].line.color
+    assert not partial[0].showlegend
+    assert "The last bucket (from " in _subtitle(fig) and "is not over" in _subtitle(fig)
+
+
+def test_a_bucket_over_before_the_read_is_drawn_whole() -> None:
+    frame = _requests([(0, "blue", "live", 60), (1, "blue", "live", 60)])
+    read_at = T0 + timedelta(minutes=2)
+    fig = charts.requests_figure(frame, deployments=("blue",), window=WINDOW, read_at=read_at)
+    assert [(t.name, list(t.y)) for t in fig.data if t.name and "blue" in t.name] == [
+        ("blue", [60, 60])
+    ]
+    assert "not over" not in _subtitle(fig)
