@@ -70,8 +70,12 @@ def scale_blocker(deployment: DeploymentView, wanted: int, read_only: str | None
         return read_only
     if deployment.state in _BUSY_STATES:
         return f"deployment '{deployment.name}' is {deployment.state.lower()}; wait until it ends"
-    problems = rules.check_instance_count("", deployment.name, wanted)
-    if problems:
+    return out_of_range(wanted)
+
+
+def out_of_range(wanted: int) -> str | None:
+    """'0 instances: it must be 1 to 50', or None for a count Azure accepts."""
+    if rules.check_instance_count("", "", wanted):
         return f"{wanted} instances: it must be {rules.MIN_INSTANCES} to {rules.MAX_INSTANCES}"
     return None
 
@@ -108,13 +112,14 @@ def scale_control(
     endpoint: EndpointView, deployment: DeploymentView, read_only: str | None
 ) -> None:
     st.markdown("**Scale**")
+    # No min_value/max_value: Streamlit would clamp 0 or 99 and say so only in a tooltip;
+    # the count is taken as typed and refused below in the app's own words.
     wanted = st.number_input(
         "Instances",
-        min_value=rules.MIN_INSTANCES,
-        max_value=rules.MAX_INSTANCES,
         value=deployment.instance_count or rules.MIN_INSTANCES,
         step=1,
         key=f"scale_count_{endpoint.name}_{deployment.name}",
+        help=f"{rules.MIN_INSTANCES} to {rules.MAX_INSTANCES} instances (Azure's limit).",
     )
     blocker = scale_blocker(deployment, int(wanted), read_only)
     now = deployment.instance_count
@@ -122,7 +127,10 @@ def scale_control(
         f"Now {now} instance(s): up to {pending_capacity(deployment, now)} requests pending "
         "before it answers 429."
     )
-    _explain(blocker, read_only, "scale")
+    if blocker is not None and blocker == out_of_range(int(wanted)):
+        st.error(f"Cannot scale to {blocker}.", icon=":material/block:")
+    else:
+        _explain(blocker, read_only, "scale")
     unchanged = int(wanted) == now
     if st.button(
         "Scale…",

@@ -411,6 +411,11 @@ def edit(ws: Workspace, endpoint: EndpointView, *, read_only: str | None) -> Edi
             format="%d%%",
             key=keys.mirror_percent,
             disabled=disabled or not target,
+            help=f"Azure mirrors at most {MAX_MIRROR_PERCENT}% of live requests.",
+        )
+        st.caption(
+            f"Stops at {MAX_MIRROR_PERCENT}%: Azure caps mirror traffic at "
+            f"{MAX_MIRROR_PERCENT}% of live requests."
         )
     percent = int(state[keys.mirror_percent])
     mirror = {target: percent} if target and percent else {}

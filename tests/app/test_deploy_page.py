@@ -190,6 +190,16 @@ def test_like_this_one_with_a_folder_that_does_not_exist_is_refused_in_words(
     assert page.button(key="new_deployment_like_open").disabled
 
 
+def test_like_this_one_with_0_instances_is_refused_in_words_not_clamped(page: AppTest) -> None:
+    _ok(page.radio(key="new_deployment_from").set_value("like").run())
+    page.selectbox(key=f"new_deployment_like_{ENDPOINT}").set_value("blue")
+    page.text_input(key="new_deployment_like_name").input("blue-zero")
+    _ok(page.number_input(key="new_deployment_like_count_blue").set_value(0).run())
+    assert page.number_input(key="new_deployment_like_count_blue").value == 0
+    assert "is 0; it must be a whole number from 1 to 50" in _errors(page)
+    assert page.button(key="new_deployment_like_open").disabled
+
+
 def test_a_deployment_that_fails_shows_the_reason_and_its_logs_in_the_dialog(
     page: AppTest, workspace: Workspace, audit_log: Path
 ) -> None:

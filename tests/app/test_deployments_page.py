@@ -159,6 +159,19 @@ def test_deleting_a_deployment_without_traffic_needs_its_name_typed(
     ]
 
 
+@pytest.mark.parametrize("count", [0, 99])
+def test_a_count_outside_1_to_50_is_refused_in_the_apps_own_words(
+    page: AppTest, count: int
+) -> None:
+    _choose(page, "green")
+    page.number_input(key=f"scale_count_{ENDPOINT}_green").set_value(count).run()
+    assert not page.exception, page.exception
+    assert page.number_input(key=f"scale_count_{ENDPOINT}_green").value == count
+    errors = [e.value for e in page.error]
+    assert f"Cannot scale to {count} instances: it must be 1 to 50." in errors, errors
+    assert page.button(key="scale_open").disabled
+
+
 def test_cancel_closes_the_dialog_and_changes_nothing(page: AppTest, workspace: Workspace) -> None:
     _choose(page, "green")
     page.button(key="delete_open").click().run()

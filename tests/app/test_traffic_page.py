@@ -129,6 +129,13 @@ def test_mirror_to_a_live_deployment_disables_apply_and_says_why(page_env: Works
     assert not app.button(key=keys.apply).disabled
 
 
+def test_the_mirror_slider_says_why_it_stops_at_50_percent(page_env: Workspace) -> None:
+    app, keys = _open(page_env)
+    assert app.slider(key=keys.mirror_percent).max == 50
+    captions = "\n".join(c.value for c in app.caption)
+    assert "Azure caps mirror traffic at 50% of live requests" in captions
+
+
 def test_presets_and_give_the_rest_move_the_sliders(page_env: Workspace) -> None:
     app, keys = _open(page_env)
     app.button(key=keys.preset(2)).click().run()  # 50/50
