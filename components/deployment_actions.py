@@ -85,6 +85,15 @@ def name_matches(typed: str | None, name: str) -> bool:
     return (typed or "").strip() == name
 
 
+def confirmation_problem(typed: str | None, name: str) -> str | None:
+    """Why what was typed does not confirm deleting `name`, or None when it does."""
+    if name_matches(typed, name):
+        return None
+    if not (typed or "").strip():
+        return f"Type {name!r} in the box above to confirm; nothing was deleted."
+    return f"You typed {(typed or '').strip()!r}, not {name!r}; nothing was deleted."
+
+
 def pending_capacity(deployment: DeploymentView, instances: int) -> int:
     """How many requests may be pending before the deployment answers 429."""
     per_instance = deployment.max_concurrent_requests or rules.DEFAULT_MAX_CONCURRENT_REQUESTS
@@ -224,23 +233,19 @@ def _delete_dialog(ws: Workspace, endpoint: EndpointView, deployment: Deployment
             ]
         ).set_index("")
     )
-    typed = st.text_input(
-        f"Type **{deployment.name}** to confirm",
-        key="delete_typed",
-        help="Press Enter after typing to enable the Delete button.",
-    )
+    typed = st.text_input(f"Type **{deployment.name}** to confirm", key="delete_typed")
     reason = st.text_input("Reason (for the audit log)", key="delete_reason")
     confirm, cancel = st.columns(2)
     if cancel.button("Cancel", key="delete_cancel", width="stretch"):
         _clear_pending()
         st.rerun()
-    if confirm.button(
-        "Delete",
-        key="delete_confirm",
-        type="primary",
-        width="stretch",
-        disabled=not name_matches(typed, deployment.name),
-    ):
+    # Never disabled: a text input commits on blur or Enter, so a button enabled by what
+    # was typed would take a first click just to commit the text. The name is checked on
+    # the click instead.
+    clicked = confirm.button("Delete", key="delete_confirm", type="primary", width="stretch")
+    if clicked and (problem := confirmation_problem(typed, deployment.name)):
+        st.error(problem, icon=":material/block:")
+    elif clicked:
         _run(
             ws,
             endpoint,

@@ -139,14 +139,18 @@ def test_deleting_a_deployment_without_traffic_needs_its_name_typed(
     assert not page.button(key="delete_open").disabled
     page.button(key="delete_open").click().run()
     assert not page.exception, page.exception
-    assert page.button(key="delete_confirm").disabled
+    # enabled before anything is typed: in a browser a text input commits on blur, so a
+    # button enabled by the typed name would need a first click just to commit it
+    assert not page.button(key="delete_confirm").disabled
     before_after = page.table[0].value
     assert before_after.loc["deployments", "before"] == "blue, green, spare"
     assert before_after.loc["deployments", "after"] == "blue, green"
-    page.text_input(key="delete_typed").input("spar").run()
-    assert page.button(key="delete_confirm").disabled
-    page.text_input(key="delete_typed").input("spare").run()
-    assert not page.button(key="delete_confirm").disabled
+    page.text_input(key="delete_typed").input("spar")
+    page.button(key="delete_confirm").click().run()
+    assert "You typed 'spar', not 'spare'; nothing was deleted." in [e.value for e in page.error]
+    assert "spare" in [d.name for d in get_endpoint(workspace, ENDPOINT).deployments]
+    # the name typed and Delete clicked in one go, as one click in a browser sends them
+    page.text_input(key="delete_typed").input("spare")
     page.button(key="delete_confirm").click().run(timeout=SLOW_RUN)
     assert not page.exception, page.exception
     assert any("'spare'" in s.value and "deleted" in s.value for s in page.success)
@@ -175,7 +179,10 @@ def test_a_count_outside_1_to_50_is_refused_in_the_apps_own_words(
 def test_cancel_closes_the_dialog_and_changes_nothing(page: AppTest, workspace: Workspace) -> None:
     _choose(page, "green")
     page.button(key="delete_open").click().run()
-    assert page.button(key="delete_confirm").disabled
+    page.button(key="delete_confirm").click().run()
+    assert "Type 'green' in the box above to confirm; nothing was deleted." in [
+        e.value for e in page.error
+    ]
     page.button(key="delete_cancel").click().run()
     assert not page.exception, page.exception
     assert not [b for b in page.button if b.key == "delete_confirm"]
