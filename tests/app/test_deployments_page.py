@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from components import loading
 from rollout import history
 from rollout.endpoints import get_endpoint, scoring_credential
 from rollout.invoke import invoke, parse_request
+from rollout.metrics import metrics_client
+from rollout.readiness import read_ready
 from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator, example_yaml, seed_tutorial_endpoint
+from tests.conftest import REPO, RunningEmulator, example_yaml, seed_tutorial_endpoint, wait_until
 
 pytestmark = pytest.mark.emulator
 
@@ -84,6 +88,31 @@ def test_the_page_lists_each_deployment_with_state_model_instances_and_traffic(
     assert table.loc["green", "live %"] == 0
     assert table.loc["green", "timeout ms"] == 5000
     assert table.loc["green", "concurrent / instance"] == 1
+
+
+def test_the_table_says_how_many_instances_are_ready_of_those_asked_for(
+    seeded: RunningEmulator, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what the page reads, straight: wait for the emulator's first capacity sample of both
+    wait_until(
+        lambda: (
+            read_ready(
+                workspace,
+                metrics_client(workspace),
+                {ENDPOINT: ["blue", "green"]},
+                granularity=timedelta(seconds=10),
+            ).get(ENDPOINT, {})
+            == {"blue": 1, "green": 1}
+        ),
+        timeout=60,
+        what="a DeploymentCapacity sample of blue and green",
+    )
+    loading._ready.clear()  # another test's read may be cached from before the sample
+    page = _page(seeded.state_dir, monkeypatch)
+    table = page.dataframe[0].value.set_index("deployment")
+    assert table.loc["blue", "ready"] == "1/1"
+    assert table.loc["green", "ready"] == "1/1"
+    assert "ready: instances running at the last sample" in _captions(page)
 
 
 def test_a_deployment_with_live_traffic_cannot_be_deleted_and_the_page_says_why(
