@@ -228,6 +228,34 @@ def test_the_traffic_generator_sends_the_sample_request_at_the_chosen_rate(
     assert any("Sent 50 requests" in s.value for s in app.success), [s.value for s in app.success]
 
 
+def test_the_traffic_generator_shows_its_runs_plan_after_leaving_the_page_and_coming_back(
+    page_env: Workspace,
+) -> None:
+    app = _open()
+    app.number_input(key="traffic_rate").set_value(2)
+    app.number_input(key="traffic_duration").set_value(30)
+    app.button(key="traffic_start").click().run()
+    run = app.session_state["traffic_generator_run"]
+    assert isinstance(run, TrafficRun)
+    try:
+        app.switch_page("app_pages/endpoints.py").run()
+        app.switch_page("app_pages/metrics.py").run()
+        assert not app.exception, app.exception
+        assert run.running
+        assert app.number_input(key="traffic_rate").value == 2
+        assert app.number_input(key="traffic_duration").value == 30
+        captions = [c.value for c in app.caption]
+        assert any("60 requests (2/s for 30 s)" in c for c in captions), captions
+    finally:
+        run.stop()
+        assert run.wait(timeout=60)
+    # after the run, the inputs keep the last choice across pages too
+    app.switch_page("app_pages/endpoints.py").run()
+    app.switch_page("app_pages/metrics.py").run()
+    assert app.number_input(key="traffic_rate").value == 2
+    assert not app.number_input(key="traffic_rate").disabled
+
+
 def test_the_traffic_generator_says_why_it_cannot_send(page_env: Workspace) -> None:
     _set_traffic(page_env, {"blue": 0, "green": 0}, {})
     app = _open()
