@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import zlib
 
 import plotly.graph_objects as go
@@ -21,6 +20,7 @@ NAMED_COLORS = {
     "cyan": "#17becf",
 }
 PALETTE = list(NAMED_COLORS.values())
+_OTHERS = [c for name, c in NAMED_COLORS.items() if name not in ("blue", "green")]
 _OVER_COLOR = "#d62728"  # the 100% mark on a plan that goes past it
 _MARK_ROOM = 18  # px above the bar for the 100% mark's label
 
@@ -29,14 +29,15 @@ def color_for(deployment: str) -> str:
     """A deployment's colour, from its name alone, so that it keeps its colour whatever else
     is present (a position among the deployments present would change when one is deleted).
 
-    A name that is, or starts with, a colour name gets that colour ("blue", "green-v2");
-    any other name a stable hash into the palette (crc32: Python's hash() is salted per
-    process, so colours would change between sessions).
+    A name that is a colour name gets that colour ("blue", "Green"). Any other name gets a
+    stable hash of it (crc32: Python's hash() is salted per process) into the palette less
+    blue and green, so that a "blue-v2" or a "candidate" is never drawn like the tutorial's
+    blue or green beside them.
     """
-    first = re.split(r"[-_]", deployment.lower(), maxsplit=1)[0]
-    if first in NAMED_COLORS:
-        return NAMED_COLORS[first]
-    return PALETTE[zlib.crc32(deployment.lower().encode()) % len(PALETTE)]
+    named = NAMED_COLORS.get(deployment.lower())
+    if named is not None:
+        return named
+    return _OTHERS[zlib.crc32(deployment.lower().encode()) % len(_OTHERS)]
 
 
 def _label(name: str, share: int) -> str:

@@ -414,9 +414,12 @@ def test_split_bar_colours_follow_the_name_not_what_else_is_present() -> None:
 def test_tutorial_names_get_their_own_colours() -> None:
     assert color_for("blue") == NAMED_COLORS["blue"]
     assert color_for("green") == NAMED_COLORS["green"]
-    assert color_for("Green-v2") == NAMED_COLORS["green"]
+    assert color_for("Green") == NAMED_COLORS["green"]
     assert color_for("candidate") in PALETTE
     assert color_for("candidate") == color_for("candidate")
+    # another name never takes the tutorial's blue or green, so it stands apart beside them
+    others = {color_for(name) for name in ("blue-v2", "green-v2", "candidate", "a", "zed")}
+    assert not others & {NAMED_COLORS["blue"], NAMED_COLORS["green"]}
 
 
 def test_a_plan_over_100_percent_is_drawn_whole_with_the_100_mark() -> None:
