@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from components.loading import note_page
 from components.workspace import workspace_sidebar
 
+# A local file: a ":material/...:" page icon makes the browser fetch the favicon from
+# fonts.gstatic.com, and nothing the dashboard shows may need the internet. (The pages'
+# own material icons come from the font bundled with Streamlit; with a page icon set, none
+# of them becomes the favicon.)
+PAGE_ICON = Path(__file__).resolve().parent / "assets" / "icon.png"
+
 
 def main() -> None:
-    st.set_page_config(page_title="bluegreen", page_icon=":material/swap_horiz:", layout="wide")
+    st.set_page_config(page_title="bluegreen", page_icon=PAGE_ICON, layout="wide")
     navigation = st.navigation(
         [
             st.Page(

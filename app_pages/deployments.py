@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import loading
 from components.change_flow import show_flash
 from components.deployment_actions import (
     delete_control,
@@ -21,7 +22,8 @@ show_flash()
 if not endpoint.deployments:
     st.info(f"Endpoint '{endpoint.name}' has no deployments yet.")
     st.stop()
-deployments_table(endpoint)
+ready = loading.ready_instances(ws, [endpoint]).get(endpoint.name)
+deployments_table(endpoint, ready, ready_read=ready is not None)
 
 names = [d.name for d in endpoint.deployments]
 name = st.selectbox("Deployment", names, key=f"deployment_{endpoint.name}")

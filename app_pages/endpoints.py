@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components import loading
 from components.endpoint_views import deployments_table, endpoint_summary
 from components.selection import all_endpoints
 
@@ -13,7 +14,12 @@ if selected is None:
     st.stop()
 st.caption("The selected endpoint is the one the Traffic, Test and Deployments pages work on.")
 
-for endpoint in [selected, *(e for e in endpoints if e.name != selected.name)]:
+shown = [selected, *(e for e in endpoints if e.name != selected.name)]
+ready = loading.ready_instances(ws, shown)
+for endpoint in shown:
     with st.container(border=True):
         endpoint_summary(endpoint, selected=endpoint.name == selected.name)
-        deployments_table(endpoint)
+        counts = ready.get(endpoint.name)
+        deployments_table(
+            endpoint, counts, ready_read=counts is not None or not endpoint.deployments
+        )

@@ -143,7 +143,11 @@ def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> Non
     mirror_targets = tuple(endpoint.mirror)
     st.plotly_chart(
         charts.requests_figure(
-            data.requests, mirror_targets=mirror_targets, dropped=data.dropped, **common
+            data.requests,
+            mirror_targets=mirror_targets,
+            dropped=data.dropped,
+            read_at=data.window.end,
+            **common,
         ),
         config=_CHART,
         key="metrics_requests",

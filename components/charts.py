@@ -25,6 +25,7 @@ from rollout.metrics import ALL, CPU, MEMORY, MIRROR, Window
 
 PERCENTILES = ("P50", "P95", "P99")
 MIRROR_DASH = "dash"
+UNFINISHED_DASH = "dot"  # the bucket still being counted
 _MARKER_COLOR = "#6b7280"
 _MUTED = "#6b7280"
 _ERROR_PATTERNS = {"4xx": "", "5xx": "x"}
@@ -145,8 +146,8 @@ def _names(frame: Any, deployments: Sequence[str]) -> list[str]:
     return sorted(set(deployments) | set(seen))
 
 
-def _line(deployment: str, names: list[str], *, dashed: bool = False) -> dict[str, Any]:
-    line = {"color": color_for(deployment, names)}
+def _line(deployment: str, *, dashed: bool = False) -> dict[str, Any]:
+    line = {"color": color_for(deployment)}
     return {**line, "dash": MIRROR_DASH} if dashed else line
 
 
@@ -381,14 +382,20 @@ def requests_figure(
     markers: Sequence[Marker] = (),
     window: Window | None = None,
     tz: tzinfo | None = None,
+    read_at: datetime | None = None,
 ) -> go.Figure:
     """Requests per minute by deployment; a mirror target's mirrored load dashed.
 
     `dropped` (the emulator's dropped mirror copies per deployment) is told in words.
+    A bucket that was not over at `read_at` (the time of the query; `window.end` when not
+    given) has counted only part of its requests: its segment is dotted and said to be
+    unfinished, so that it does not read as a drop in traffic.
     """
     draft = _Draft.single()
     names = _names(frame, deployments)
     notes: list[str] = []
+    read_at = read_at or (window.end if window is not None else None)
+    unfinished: set[datetime] = set()
     total = float(frame["count"].sum()) if len(frame) else 0.0
     if total <= 0:
         draft.message("No requests in this window")
@@ -403,18 +410,41 @@ def requests_figure(
             served.add(deployment)
             label = series_label(deployment, kind, mirror_targets=mirror_targets)
             dashed = is_mirrored(deployment, kind, mirror_targets=mirror_targets)
-            draft.add(
-                _scatter(
-                    group,
-                    tz,
-                    name=label,
-                    legendgroup=deployment,
-                    line=_line(deployment, names, dashed=dashed),
-                    hover=f"{label}: %{{y:.1f}} req/min<extra></extra>",
-                    markers=True,
+            done, partial = _split_unfinished(group, window, read_at)
+            if len(done):
+                draft.add(
+                    _scatter(
+                        done,
+                        tz,
+                        name=label,
+                        legendgroup=deployment,
+                        line=_line(deployment, dashed=dashed),
+                        hover=f"{label}: %{{y:.1f}} req/min<extra></extra>",
+                        markers=True,
+                    )
                 )
-            )
+            if partial is not None:
+                unfinished.add(partial["time"].iloc[-1].to_pydatetime())
+                draft.add(
+                    {
+                        **_scatter(
+                            partial,
+                            tz,
+                            name=f"{label} (so far)",
+                            legendgroup=deployment,
+                            showlegend=not len(done),
+                            line={**_line(deployment), "dash": UNFINISHED_DASH},
+                            hover=f"{label}: %{{y:.1f}} so far, the bucket is not over"
+                            "<extra></extra>",
+                        ),
+                        "mode": "lines+markers",
+                        "marker": {"size": 6, "symbol": "circle-open"},
+                    }
+                )
         notes.append(_request_words(frame))
+        if unfinished:
+            since = _local_point(min(unfinished), tz).strftime("%H:%M:%S")
+            notes.append(f"The last bucket (from {since}) is not over: its count so far is dotted.")
         if note := _missing(set(names) - served, "requests"):
             notes.append(note)
     kinds = set(frame["traffic_type"]) if len(frame) else set()
@@ -430,6 +460,20 @@ def requests_figure(
     return draft.finish(
         title="Requests per minute", notes=notes, window=window, markers=markers, tz=tz
     )
+
+
+def _split_unfinished(
+    group: Any, window: Window | None, read_at: datetime | None
+) -> tuple[Any, Any]:
+    """A series as (finished buckets, the segment into its unfinished last bucket or None).
+
+    The segment starts at the last finished point, so that the line goes on, dotted."""
+    if window is None or read_at is None or not len(group):
+        return group, None
+    last = pd.Timestamp(group["time"].iloc[-1])
+    if last + pd.Timedelta(window.granularity) <= pd.Timestamp(read_at):
+        return group, None
+    return group.iloc[:-1], group.iloc[-2:]
 
 
 def _request_words(frame: Any) -> str:
@@ -490,7 +534,7 @@ def latency_figure(
                     tz,
                     name=label,
                     showlegend=label not in shown,
-                    line=_line(deployment, names, dashed=dashed),
+                    line=_line(deployment, dashed=dashed),
                     hover=f"{label} {percentile}: %{{y:.0f}} ms<extra></extra>",
                     markers=True,
                 ),
@@ -524,7 +568,6 @@ def errors_figure(
 ) -> go.Figure:
     """Failed requests per minute, stacked by deployment and status class (4xx, 5xx)."""
     draft = _Draft.single()
-    names = _names(frame, deployments)
     notes: list[str] = []
     total = float(frame["count"].sum()) if len(frame) else 0.0
     errors = frame[frame["status_class"].map(is_error)] if len(frame) else frame
@@ -549,7 +592,7 @@ def errors_figure(
                     "name": label,
                     "legendgroup": deployment,
                     "marker": {
-                        "color": color_for(deployment, names),
+                        "color": color_for(deployment),
                         "opacity": 0.55 if mirrored else 0.9,
                         "pattern": {"shape": _ERROR_PATTERNS.get(status, ".")},
                     },
@@ -592,7 +635,6 @@ def instances_figure(
 ) -> go.Figure:
     """CPU and memory (%) per instance, and instances per deployment, sharing the time axis."""
     draft = _Draft.stacked(("CPU %", "Memory %", "Instances"))
-    names = sorted(set(_names(usage, deployments)) | set(_names(capacity, deployments)))
     notes: list[str] = []
     if not len(usage) and not len(capacity):
         draft.message("No instance metrics in this window")
@@ -607,7 +649,7 @@ def instances_figure(
                     tz,
                     name=label,
                     showlegend=label not in shown,
-                    line={**_line(deployment, names), "width": 1.5},
+                    line={**_line(deployment), "width": 1.5},
                     hover=f"{label}: %{{y:.1f}}%<extra></extra>",
                 ),
                 panel,
@@ -618,7 +660,7 @@ def instances_figure(
             group,
             tz,
             name=f"{deployment} instances",
-            line={**_line(deployment, names), "width": 1.5, "shape": "hv"},
+            line={**_line(deployment), "width": 1.5, "shape": "hv"},
             hover=f"{deployment}: %{{y:.0f}} instance(s)<extra></extra>",
         )
         draft.add({**trace, "stackgroup": "capacity"}, 2)

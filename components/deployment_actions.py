@@ -70,8 +70,12 @@ def scale_blocker(deployment: DeploymentView, wanted: int, read_only: str | None
         return read_only
     if deployment.state in _BUSY_STATES:
         return f"deployment '{deployment.name}' is {deployment.state.lower()}; wait until it ends"
-    problems = rules.check_instance_count("", deployment.name, wanted)
-    if problems:
+    return out_of_range(wanted)
+
+
+def out_of_range(wanted: int) -> str | None:
+    """'0 instances: it must be 1 to 50', or None for a count Azure accepts."""
+    if rules.check_instance_count("", "", wanted):
         return f"{wanted} instances: it must be {rules.MIN_INSTANCES} to {rules.MAX_INSTANCES}"
     return None
 
@@ -79,6 +83,15 @@ def scale_blocker(deployment: DeploymentView, wanted: int, read_only: str | None
 def name_matches(typed: str | None, name: str) -> bool:
     """The delete confirmation: the deployment's exact name, surrounding spaces ignored."""
     return (typed or "").strip() == name
+
+
+def confirmation_problem(typed: str | None, name: str) -> str | None:
+    """Why what was typed does not confirm deleting `name`, or None when it does."""
+    if name_matches(typed, name):
+        return None
+    if not (typed or "").strip():
+        return f"Type {name!r} in the box above to confirm; nothing was deleted."
+    return f"You typed {(typed or '').strip()!r}, not {name!r}; nothing was deleted."
 
 
 def pending_capacity(deployment: DeploymentView, instances: int) -> int:
@@ -108,13 +121,14 @@ def scale_control(
     endpoint: EndpointView, deployment: DeploymentView, read_only: str | None
 ) -> None:
     st.markdown("**Scale**")
+    # No min_value/max_value: Streamlit would clamp 0 or 99 and say so only in a tooltip;
+    # the count is taken as typed and refused below in the app's own words.
     wanted = st.number_input(
         "Instances",
-        min_value=rules.MIN_INSTANCES,
-        max_value=rules.MAX_INSTANCES,
         value=deployment.instance_count or rules.MIN_INSTANCES,
         step=1,
         key=f"scale_count_{endpoint.name}_{deployment.name}",
+        help=f"{rules.MIN_INSTANCES} to {rules.MAX_INSTANCES} instances (Azure's limit).",
     )
     blocker = scale_blocker(deployment, int(wanted), read_only)
     now = deployment.instance_count
@@ -122,7 +136,10 @@ def scale_control(
         f"Now {now} instance(s): up to {pending_capacity(deployment, now)} requests pending "
         "before it answers 429."
     )
-    _explain(blocker, read_only, "scale")
+    if blocker is not None and blocker == out_of_range(int(wanted)):
+        st.error(f"Cannot scale to {blocker}.", icon=":material/block:")
+    else:
+        _explain(blocker, read_only, "scale")
     unchanged = int(wanted) == now
     if st.button(
         "Scale…",
@@ -216,23 +233,19 @@ def _delete_dialog(ws: Workspace, endpoint: EndpointView, deployment: Deployment
             ]
         ).set_index("")
     )
-    typed = st.text_input(
-        f"Type **{deployment.name}** to confirm",
-        key="delete_typed",
-        help="Press Enter after typing to enable the Delete button.",
-    )
+    typed = st.text_input(f"Type **{deployment.name}** to confirm", key="delete_typed")
     reason = st.text_input("Reason (for the audit log)", key="delete_reason")
     confirm, cancel = st.columns(2)
     if cancel.button("Cancel", key="delete_cancel", width="stretch"):
         _clear_pending()
         st.rerun()
-    if confirm.button(
-        "Delete",
-        key="delete_confirm",
-        type="primary",
-        width="stretch",
-        disabled=not name_matches(typed, deployment.name),
-    ):
+    # Never disabled: a text input commits on blur or Enter, so a button enabled by what
+    # was typed would take a first click just to commit the text. The name is checked on
+    # the click instead.
+    clicked = confirm.button("Delete", key="delete_confirm", type="primary", width="stretch")
+    if clicked and (problem := confirmation_problem(typed, deployment.name)):
+        st.error(problem, icon=":material/block:")
+    elif clicked:
         _run(
             ws,
             endpoint,

@@ -195,13 +195,14 @@ def _like(ws: Workspace, endpoint: EndpointView, read_only: str | None) -> None:
         ).strip()
         code = Path(typed).expanduser() if typed else None
     count = int(
+        # Not clamped by min/max (Streamlit would say so only in a tooltip): the rules
+        # below refuse a count outside 1-50 in words.
         st.number_input(
             "Instances",
-            min_value=1,
-            max_value=50,
             value=source.instance_count or 1,
             step=1,
             key=f"new_deployment_like_count_{source.name}",
+            help="1 to 50 instances (Azure's limit).",
         )
     )
     if not name:

@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from components.change_flow import flash, run_change
+from components.deployment_actions import confirmation_problem
 from components.selection import focus_endpoint
 from rollout import deploy, rules
 from rollout.deploy import AUTH_MODES, AuthMode
@@ -208,23 +209,19 @@ def _delete_dialog(ws: Workspace, endpoints: Sequence[EndpointView], target: End
             ]
         ).set_index("")
     )
-    typed = st.text_input(
-        f"Type **{target.name}** to confirm",
-        key="endpoint_delete_typed",
-        help="Press Enter after typing to enable the Delete button.",
-    )
+    typed = st.text_input(f"Type **{target.name}** to confirm", key="endpoint_delete_typed")
     reason = st.text_input("Reason (for the audit log)", key="endpoint_delete_reason")
     confirm, cancel = st.columns(2)
     if cancel.button("Cancel", key="endpoint_delete_cancel", width="stretch"):
         _clear_pending()
         st.rerun()
-    if confirm.button(
-        "Delete",
-        key="endpoint_delete_confirm",
-        type="primary",
-        width="stretch",
-        disabled=(typed or "").strip() != target.name,
-    ):
+    # Never disabled, the name checked on the click: see deployment_actions._delete_dialog.
+    clicked = confirm.button(
+        "Delete", key="endpoint_delete_confirm", type="primary", width="stretch"
+    )
+    if clicked and (problem := confirmation_problem(typed, target.name)):
+        st.error(problem, icon=":material/block:")
+    elif clicked:
         run_change(
             ws,
             endpoint=target.name,

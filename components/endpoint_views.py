@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import streamlit as st
 
@@ -36,12 +38,31 @@ def endpoint_summary(endpoint: EndpointView, *, selected: bool = False) -> None:
         )
 
 
-def deployments_table(endpoint: EndpointView) -> None:
-    rows = deployment_rows(endpoint)
+def deployments_table(
+    endpoint: EndpointView, ready: Mapping[str, int] | None = None, *, ready_read: bool = True
+) -> None:
+    """The deployments with their state and ready/asked-for instances; `ready_read` False
+    says that the readiness metric could not be read."""
+    rows = deployment_rows(endpoint, ready)
     if not rows:
         st.caption(f"{endpoint.name} has no deployments yet.")
         return
     frame = pd.DataFrame(rows)
     styled = frame.style.map(lambda v: _CELL[state_color(str(v))], subset=["state"])
+    styled = styled.map(_ready_cell, subset=["ready"])
     st.dataframe(styled, hide_index=True, width="stretch")
-    st.caption(f"{len(rows)} deployment(s)")
+    why = (
+        "ready: instances running at the last sample of Azure Monitor's DeploymentCapacity, "
+        "of those asked for"
+    )
+    if not ready_read:
+        why += " (the metric could not be read: ?)"
+    elif any(d.name not in (ready or {}) for d in endpoint.deployments):
+        why += " (? where it has no sample yet)"
+    st.caption(f"{len(rows)} deployment(s) · {why}.")
+
+
+def _ready_cell(value: object) -> str:
+    """Orange when fewer instances are up than asked for (or it is not known)."""
+    ready, _, total = str(value).partition("/")
+    return "" if ready == total else _CELL["orange"]

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 
 import streamlit as st
 
+from rollout.endpoints import EndpointView
 from rollout.metrics import MetricsClient
 from rollout.metrics import metrics_client as rollout_metrics_client
+from rollout.readiness import read_ready
 from rollout.reads import TTL_S, Key, Read, WorkspaceReads
 from rollout.workspace import Workspace
 
@@ -67,6 +70,25 @@ def _metrics_client(_ws: Workspace, ws_key: str, metrics_url: str | None) -> Met
 def metrics_client(ws: Workspace) -> MetricsClient:
     """The workspace's one MetricsClient (for the Metrics page and the comparison alike)."""
     return _metrics_client(ws, ws.key, ws.metrics_url)
+
+
+@st.cache_data(ttl=10, show_spinner=False)
+def _ready(
+    _ws: Workspace, ws_key: str, endpoints: tuple[tuple[str, tuple[str, ...]], ...]
+) -> dict[str, dict[str, int] | None]:
+    # Azure Monitor's finest grain for endpoints is PT1M; the emulator also has PT10S, which
+    # shows a scale or a crash within seconds.
+    grain = timedelta(seconds=10 if _ws.kind == "emulator" else 60)
+    return read_ready(_ws, metrics_client(_ws), dict(endpoints), granularity=grain)
+
+
+def ready_instances(
+    ws: Workspace, endpoints: Sequence[EndpointView]
+) -> dict[str, dict[str, int] | None]:
+    """Ready instances per deployment of each endpoint (DeploymentCapacity, rollout.readiness),
+    read at most every 10 s; None for an endpoint whose metric could not be read."""
+    wanted = tuple((e.name, tuple(d.name for d in e.deployments)) for e in endpoints)
+    return _ready(ws, ws.key, wanted)
 
 
 def invalidate(ws: Workspace, endpoint: str | None = None) -> None:

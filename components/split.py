@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import zlib
+
 import plotly.graph_objects as go
 
+from rollout.rules import MAX_TRAFFIC_PERCENT
+
 _NAMED_SHARE = 20  # percent: below this a live bar is too thin for its deployment's name
-PALETTE = ["#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+# The palette by colour name, so that the tutorial's blue and green are drawn blue and green.
+NAMED_COLORS = {
+    "blue": "#1f77b4",
+    "green": "#2ca02c",
+    "orange": "#ff7f0e",
+    "purple": "#9467bd",
+    "brown": "#8c564b",
+    "pink": "#e377c2",
+    "cyan": "#17becf",
+}
+PALETTE = list(NAMED_COLORS.values())
+_OTHERS = [c for name, c in NAMED_COLORS.items() if name not in ("blue", "green")]
+_OVER_COLOR = "#d62728"  # the 100% mark on a plan that goes past it
+_MARK_ROOM = 18  # px above the bar for the 100% mark's label
 
 
-def color_for(deployment: str, deployments: list[str]) -> str:
-    ordered = sorted(deployments)
-    index = ordered.index(deployment) if deployment in ordered else len(ordered)
-    return PALETTE[index % len(PALETTE)]
+def color_for(deployment: str) -> str:
+    """A deployment's colour, from its name alone, so that it keeps its colour whatever else
+    is present (a position among the deployments present would change when one is deleted).
+
+    A name that is a colour name gets that colour ("blue", "Green"). Any other name gets a
+    stable hash of it (crc32: Python's hash() is salted per process) into the palette less
+    blue and green, so that a "blue-v2" or a "candidate" is never drawn like the tutorial's
+    blue or green beside them.
+    """
+    named = NAMED_COLORS.get(deployment.lower())
+    if named is not None:
+        return named
+    return _OTHERS[zlib.crc32(deployment.lower().encode()) % len(_OTHERS)]
 
 
 def _label(name: str, share: int) -> str:
@@ -20,7 +46,9 @@ def _label(name: str, share: int) -> str:
 
 
 def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
-    """A horizontal 100% bar of live traffic, with the mirror share drawn hatched below it."""
+    """A horizontal 100% bar of live traffic, with the mirror share drawn hatched below it.
+
+    A plan whose live shares sum past 100% is drawn whole, with a mark at 100%."""
     names = sorted(set(traffic) | set(mirror))
     fig = go.Figure()
     for name in names:
@@ -31,7 +59,7 @@ def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
                 x=[live],
                 name=name,
                 orientation="h",
-                marker_color=color_for(name, names),
+                marker_color=color_for(name),
                 text=_label(name, live),
                 textposition="inside",
                 textangle=0,
@@ -45,7 +73,7 @@ def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
                 x=[share],
                 name=f"{name} (mirror)",
                 orientation="h",
-                marker_color=color_for(name, names),
+                marker_color=color_for(name),
                 marker_pattern_shape="/",
                 text=f"{name} {share}% mirrored",
                 # alone on its row, so the label fits beside the bar however thin it is
@@ -54,14 +82,29 @@ def split_figure(traffic: dict[str, int], mirror: dict[str, int]) -> go.Figure:
                 insidetextanchor="middle",
                 hovertemplate=f"{name}: a copy of {share}% of live requests<extra></extra>",
             )
+    # A plan over 100% is drawn whole, on a scale past 100 with the 100% mark, so that
+    # the share beyond it is seen rather than cut off at the edge.
+    total = sum(v for v in traffic.values() if v > 0)
+    over = total > MAX_TRAFFIC_PERCENT
+    if over:
+        fig.add_vline(x=MAX_TRAFFIC_PERCENT, line={"color": _OVER_COLOR, "width": 2})
+        fig.add_annotation(
+            x=MAX_TRAFFIC_PERCENT,
+            y=1,
+            yref="paper",
+            yanchor="bottom",
+            text=f"100% · plan {total}%",
+            showarrow=False,
+            font={"size": 11, "color": _OVER_COLOR},
+        )
     fig.update_layout(
         barmode="stack",
-        height=90 if mirror else 60,
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        height=(90 if mirror else 60) + (_MARK_ROOM if over else 0),
+        margin={"l": 0, "r": 0, "t": _MARK_ROOM if over else 0, "b": 0},
         showlegend=False,
         # a label too long for its bar is hidden, not shrunk to an unreadable size
         uniformtext={"minsize": 10, "mode": "hide"},
-        xaxis={"range": [0, 100], "visible": False},
+        xaxis={"range": [0, max(MAX_TRAFFIC_PERCENT, total)], "visible": False},
         yaxis={
             "visible": bool(mirror),
             "categoryorder": "array",

@@ -421,6 +421,11 @@ def edit(ws: Workspace, endpoint: EndpointView, *, read_only: str | None) -> Edi
             format="%d%%",
             key=keys.mirror_percent,
             disabled=disabled or not target,
+            help=f"Azure mirrors at most {MAX_MIRROR_PERCENT}% of live requests.",
+        )
+        st.caption(
+            f"Stops at {MAX_MIRROR_PERCENT}%: Azure caps mirror traffic at "
+            f"{MAX_MIRROR_PERCENT}% of live requests."
         )
     percent = int(state[keys.mirror_percent])
     mirror = {target: percent} if target and percent else {}
@@ -480,6 +485,9 @@ def actions(
         if source
         else None
     )
+    # The traffic to restore is checked against the deployments there are now, as the
+    # sliders' plan is: after a deployment it names was deleted, Azure would refuse it.
+    restore_problems = [v.message for v in restore.plan().violations()] if restore else []
 
     with st.container(horizontal=True, vertical_alignment="center"):
         if st.button(
@@ -496,7 +504,9 @@ def actions(
                 "Apply this traffic change?",
                 warnings=warnings(loaded, edit.planned),
             )
-        can_roll_back = restore is not None and not restore.same_traffic(loaded)
+        can_roll_back = (
+            restore is not None and not restore.same_traffic(loaded) and not restore_problems
+        )
         if (
             st.button(
                 "Roll back…",
@@ -543,6 +553,12 @@ def actions(
             st.caption(f"Roll back is unavailable: {source_problem}")
         elif source is None or restore is None:
             st.caption("Roll back: no traffic change has been applied from this dashboard yet.")
+        elif restore_problems:
+            st.caption(
+                f"Roll back is unavailable: the traffic before the change {_when(source)} "
+                f"was {describe(restore.traffic, restore.mirror)}, which cannot be applied "
+                f"now: {'; '.join(restore_problems)}."
+            )
         elif restore.same_traffic(loaded):
             st.caption(
                 f"Roll back: the traffic from before the change {_when(source)} is in force."

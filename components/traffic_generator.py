@@ -38,6 +38,9 @@ _RUN = "traffic_generator_run"
 _PENDING = "traffic_generator_pending"
 _POLLING = "traffic_generator_polling"
 _PROBLEM = "traffic_generator_problem"
+_KEPT = "traffic_generator_inputs"  # the inputs' values, kept while another page is shown
+_RATE = "traffic_rate"
+_DURATION = "traffic_duration"
 
 
 # --- the generator (no Streamlit) -----------------------------------------------------------
@@ -274,8 +277,8 @@ def _plan(endpoint: str) -> Plan:
     target = state.get(f"traffic_target_{endpoint}", ROUTED)
     return Plan(
         endpoint,
-        int(state.get("traffic_rate", 5)),
-        int(state.get("traffic_duration", 60)),
+        int(state.get(_RATE, 5)),
+        int(state.get(_DURATION, 60)),
         None if target in (None, ROUTED) else str(target),
     )
 
@@ -291,26 +294,55 @@ def _on_start(ws: Workspace, endpoint: str) -> None:
         st.session_state[_PROBLEM] = problem
 
 
+def _restore_inputs(endpoint: EndpointView, run: TrafficRun | None) -> None:
+    """Give the inputs back what they showed before the page was left.
+
+    Streamlit forgets a widget's value when a run does not draw it (another page), so on
+    coming back they would show their defaults beside a run of another plan. The choices
+    are kept under a key of our own; while a run goes on, the inputs show its plan.
+    """
+    state = st.session_state
+    kept: dict[str, object] = state.setdefault(_KEPT, {_RATE: 5, _DURATION: 60})
+    target = f"traffic_target_{endpoint.name}"
+    if run is not None and run.running:
+        kept.update({_RATE: run.plan.rate, _DURATION: run.plan.duration})
+        if run.plan.endpoint == endpoint.name:
+            kept[target] = run.plan.deployment or ROUTED
+    names = {d.name for d in endpoint.deployments}
+    for key, value in kept.items():
+        if key.startswith("traffic_target_") and value not in (ROUTED, *names):
+            continue
+        if key not in state or (run is not None and run.running):
+            state[key] = value
+
+
+def _keep_inputs(endpoint: EndpointView) -> None:
+    state = st.session_state
+    kept: dict[str, object] = state.setdefault(_KEPT, {})
+    for key in (_RATE, _DURATION, f"traffic_target_{endpoint.name}"):
+        if key in state:
+            kept[key] = state[key]
+
+
 def traffic_generator(ws: Workspace, endpoint: EndpointView) -> None:
     """Rate, duration and target; Start (confirmed on Azure) or Stop; progress and outcome."""
     run = _current()
     running = run is not None and run.running
+    _restore_inputs(endpoint, run)
     rate_col, duration_col, target_col = st.columns([1, 1, 2])
     rate_col.number_input(
         "Requests per second",
         min_value=MIN_RATE,
         max_value=MAX_RATE,
-        value=5,
-        key="traffic_rate",
+        key=_RATE,
         disabled=running,
     )
     duration_col.number_input(
         "Duration (s)",
         min_value=MIN_DURATION,
         max_value=MAX_DURATION,
-        value=60,
         step=5,
-        key="traffic_duration",
+        key=_DURATION,
         disabled=running,
     )
     options = [ROUTED, *(d.name for d in endpoint.deployments)]
@@ -325,7 +357,8 @@ def traffic_generator(ws: Workspace, endpoint: EndpointView) -> None:
         key=f"traffic_target_{endpoint.name}",
         disabled=running,
     )
-    plan = _plan(endpoint.name)
+    _keep_inputs(endpoint)
+    plan = run.plan if running and run is not None else _plan(endpoint.name)
     start_col, note_col = st.columns([1, 4], vertical_alignment="center")
     if running and run is not None:
         start_col.button(

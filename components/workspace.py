@@ -70,11 +70,23 @@ def _azure_defaults() -> AzureSettings | None:
     return find_config()
 
 
+NOT_CONNECTED = (
+    "Not connected: Azure ML is chosen, but no workspace is connected yet. Enter its "
+    "subscription, resource group and workspace in the sidebar and press Connect, or choose "
+    "Local emulator."
+)
+
+
 def current_workspace() -> Workspace | None:
-    """The connected workspace, or None after showing why it could not connect."""
+    """The connected workspace, or None after showing why there is none (Azure ML chosen but
+    not connected yet; a connection that failed)."""
     try:
-        if st.session_state.get(_CHOICE) == "azure" and st.session_state.get(_AZURE):
-            s: AzureSettings = st.session_state[_AZURE]
+        if st.session_state.get(_CHOICE) == "azure":
+            # Never the emulator in its place: its data would be shown as Azure's.
+            s: AzureSettings | None = st.session_state.get(_AZURE)
+            if s is None:
+                st.info(NOT_CONNECTED, icon=":material/cloud_off:")
+                return None
             ws = _azure_workspace(s.subscription_id, s.resource_group, s.workspace_name)
         else:
             state_dir = os.environ.get("EMULATOR_STATE_DIR", ".emulator")

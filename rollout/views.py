@@ -44,14 +44,26 @@ def endpoint_facts(endpoint: EndpointView) -> dict[str, str]:
     }
 
 
-def deployment_rows(endpoint: EndpointView) -> list[dict[str, Any]]:
-    """One row per deployment, in the columns the Endpoints and Deployments pages show."""
+def ready_text(ready: int | None, total: int) -> str:
+    """'1/2': instances ready of those asked for; '?/2' when readiness is not known."""
+    return f"{'?' if ready is None else ready}/{total}"
+
+
+def deployment_rows(
+    endpoint: EndpointView, ready: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """One row per deployment, in the columns the Endpoints and Deployments pages show.
+
+    `ready` (rollout.readiness) gives the instances up per deployment; a deployment it
+    does not name shows '?' ready."""
+    known = ready or {}
     return [
         {
             "deployment": d.name,
             "state": d.state,
             "model": d.model,
             "instance type": d.instance_type,
+            "ready": ready_text(known.get(d.name), d.instance_count),
             "instances": d.instance_count,
             "live %": d.live,
             "mirror %": d.mirror,

@@ -190,6 +190,16 @@ def test_like_this_one_with_a_folder_that_does_not_exist_is_refused_in_words(
     assert page.button(key="new_deployment_like_open").disabled
 
 
+def test_like_this_one_with_0_instances_is_refused_in_words_not_clamped(page: AppTest) -> None:
+    _ok(page.radio(key="new_deployment_from").set_value("like").run())
+    page.selectbox(key=f"new_deployment_like_{ENDPOINT}").set_value("blue")
+    page.text_input(key="new_deployment_like_name").input("blue-zero")
+    _ok(page.number_input(key="new_deployment_like_count_blue").set_value(0).run())
+    assert page.number_input(key="new_deployment_like_count_blue").value == 0
+    assert "is 0; it must be a whole number from 1 to 50" in _errors(page)
+    assert page.button(key="new_deployment_like_open").disabled
+
+
 def test_a_deployment_that_fails_shows_the_reason_and_its_logs_in_the_dialog(
     page: AppTest, workspace: Workspace, audit_log: Path
 ) -> None:
@@ -218,13 +228,16 @@ def test_deleting_an_endpoint_needs_its_name_typed_and_is_recorded(
     deploy.begin_create_endpoint(workspace, name).result(timeout=SLOW_RUN)
     page = _page(seeded.state_dir, monkeypatch, endpoint=name)
     _ok(page.button(key="endpoint_delete_open").click().run())
-    assert page.button(key="endpoint_delete_confirm").disabled
+    # enabled before the name is typed: one click must do (see the deployments' delete)
+    assert not page.button(key="endpoint_delete_confirm").disabled
     table = page.table[0].value
     assert name in table.loc["endpoints", "before"]
     assert name not in table.loc["endpoints", "after"]
-    _ok(page.text_input(key="endpoint_delete_typed").input("page-doomed").run())
-    assert page.button(key="endpoint_delete_confirm").disabled
-    _ok(page.text_input(key="endpoint_delete_typed").input(name).run())
+    page.text_input(key="endpoint_delete_typed").input("page-doomed")
+    _ok(page.button(key="endpoint_delete_confirm").click().run())
+    assert f"You typed 'page-doomed', not '{name}'; nothing was deleted." in _errors(page)
+    assert name in [h.name for h in list_endpoint_heads(workspace)]
+    page.text_input(key="endpoint_delete_typed").input(name)
     _ok(page.button(key="endpoint_delete_confirm").click().run(timeout=SLOW_RUN))
     assert any(f"Endpoint '{name}'" in s.value and "deleted" in s.value for s in page.success)
     assert name not in [h.name for h in list_endpoint_heads(workspace)]

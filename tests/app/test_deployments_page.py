@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from components import loading
 from rollout import history
 from rollout.endpoints import get_endpoint, scoring_credential
 from rollout.invoke import invoke, parse_request
+from rollout.metrics import metrics_client
+from rollout.readiness import read_ready
 from rollout.workspace import Workspace
-from tests.conftest import REPO, RunningEmulator, example_yaml, seed_tutorial_endpoint
+from tests.conftest import REPO, RunningEmulator, example_yaml, seed_tutorial_endpoint, wait_until
 
 pytestmark = pytest.mark.emulator
 
@@ -86,6 +90,31 @@ def test_the_page_lists_each_deployment_with_state_model_instances_and_traffic(
     assert table.loc["green", "concurrent / instance"] == 1
 
 
+def test_the_table_says_how_many_instances_are_ready_of_those_asked_for(
+    seeded: RunningEmulator, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what the page reads, straight: wait for the emulator's first capacity sample of both
+    wait_until(
+        lambda: (
+            read_ready(
+                workspace,
+                metrics_client(workspace),
+                {ENDPOINT: ["blue", "green"]},
+                granularity=timedelta(seconds=10),
+            ).get(ENDPOINT, {})
+            == {"blue": 1, "green": 1}
+        ),
+        timeout=60,
+        what="a DeploymentCapacity sample of blue and green",
+    )
+    loading._ready.clear()  # another test's read may be cached from before the sample
+    page = _page(seeded.state_dir, monkeypatch)
+    table = page.dataframe[0].value.set_index("deployment")
+    assert table.loc["blue", "ready"] == "1/1"
+    assert table.loc["green", "ready"] == "1/1"
+    assert "ready: instances running at the last sample" in _captions(page)
+
+
 def test_a_deployment_with_live_traffic_cannot_be_deleted_and_the_page_says_why(
     page: AppTest,
 ) -> None:
@@ -139,14 +168,18 @@ def test_deleting_a_deployment_without_traffic_needs_its_name_typed(
     assert not page.button(key="delete_open").disabled
     page.button(key="delete_open").click().run()
     assert not page.exception, page.exception
-    assert page.button(key="delete_confirm").disabled
+    # enabled before anything is typed: in a browser a text input commits on blur, so a
+    # button enabled by the typed name would need a first click just to commit it
+    assert not page.button(key="delete_confirm").disabled
     before_after = page.table[0].value
     assert before_after.loc["deployments", "before"] == "blue, green, spare"
     assert before_after.loc["deployments", "after"] == "blue, green"
-    page.text_input(key="delete_typed").input("spar").run()
-    assert page.button(key="delete_confirm").disabled
-    page.text_input(key="delete_typed").input("spare").run()
-    assert not page.button(key="delete_confirm").disabled
+    page.text_input(key="delete_typed").input("spar")
+    page.button(key="delete_confirm").click().run()
+    assert "You typed 'spar', not 'spare'; nothing was deleted." in [e.value for e in page.error]
+    assert "spare" in [d.name for d in get_endpoint(workspace, ENDPOINT).deployments]
+    # the name typed and Delete clicked in one go, as one click in a browser sends them
+    page.text_input(key="delete_typed").input("spare")
     page.button(key="delete_confirm").click().run(timeout=SLOW_RUN)
     assert not page.exception, page.exception
     assert any("'spare'" in s.value and "deleted" in s.value for s in page.success)
@@ -159,10 +192,26 @@ def test_deleting_a_deployment_without_traffic_needs_its_name_typed(
     ]
 
 
+@pytest.mark.parametrize("count", [0, 99])
+def test_a_count_outside_1_to_50_is_refused_in_the_apps_own_words(
+    page: AppTest, count: int
+) -> None:
+    _choose(page, "green")
+    page.number_input(key=f"scale_count_{ENDPOINT}_green").set_value(count).run()
+    assert not page.exception, page.exception
+    assert page.number_input(key=f"scale_count_{ENDPOINT}_green").value == count
+    errors = [e.value for e in page.error]
+    assert f"Cannot scale to {count} instances: it must be 1 to 50." in errors, errors
+    assert page.button(key="scale_open").disabled
+
+
 def test_cancel_closes_the_dialog_and_changes_nothing(page: AppTest, workspace: Workspace) -> None:
     _choose(page, "green")
     page.button(key="delete_open").click().run()
-    assert page.button(key="delete_confirm").disabled
+    page.button(key="delete_confirm").click().run()
+    assert "Type 'green' in the box above to confirm; nothing was deleted." in [
+        e.value for e in page.error
+    ]
     page.button(key="delete_cancel").click().run()
     assert not page.exception, page.exception
     assert not [b for b in page.button if b.key == "delete_confirm"]

@@ -90,9 +90,20 @@ def _charts(app: AppTest) -> dict[str, dict[str, Any]]:
     return {f["layout"]["title"]["text"]: f for f in figures}
 
 
+SO_FAR = " (so far)"
+
+
 def _series(figure: dict[str, Any]) -> dict[str, float]:
-    """Each trace's name and the sum of its y values."""
-    return {t["name"]: sum(v for v in _ys(t) if v is not None) for t in figure["data"]}
+    """Each trace's name and the sum of its y values. A "… (so far)" trace (the segment into
+    the unfinished last bucket, from the last finished point) adds its last point to its
+    series."""
+    sums: dict[str, float] = {}
+    for trace in figure["data"]:
+        name, ys = trace["name"], [v for v in _ys(trace) if v is not None]
+        if name.endswith(SO_FAR):
+            name, ys = name.removesuffix(SO_FAR), ys[-1:]
+        sums[name] = sums.get(name, 0.0) + sum(ys)
+    return sums
 
 
 def _ys(trace: dict[str, Any]) -> list[float]:
@@ -215,6 +226,34 @@ def test_the_traffic_generator_sends_the_sample_request_at_the_chosen_rate(
     app.run()
     assert not app.exception, app.exception
     assert any("Sent 50 requests" in s.value for s in app.success), [s.value for s in app.success]
+
+
+def test_the_traffic_generator_shows_its_runs_plan_after_leaving_the_page_and_coming_back(
+    page_env: Workspace,
+) -> None:
+    app = _open()
+    app.number_input(key="traffic_rate").set_value(2)
+    app.number_input(key="traffic_duration").set_value(30)
+    app.button(key="traffic_start").click().run()
+    run = app.session_state["traffic_generator_run"]
+    assert isinstance(run, TrafficRun)
+    try:
+        app.switch_page("app_pages/endpoints.py").run()
+        app.switch_page("app_pages/metrics.py").run()
+        assert not app.exception, app.exception
+        assert run.running
+        assert app.number_input(key="traffic_rate").value == 2
+        assert app.number_input(key="traffic_duration").value == 30
+        captions = [c.value for c in app.caption]
+        assert any("60 requests (2/s for 30 s)" in c for c in captions), captions
+    finally:
+        run.stop()
+        assert run.wait(timeout=60)
+    # after the run, the inputs keep the last choice across pages too
+    app.switch_page("app_pages/endpoints.py").run()
+    app.switch_page("app_pages/metrics.py").run()
+    assert app.number_input(key="traffic_rate").value == 2
+    assert not app.number_input(key="traffic_rate").disabled
 
 
 def test_the_traffic_generator_says_why_it_cannot_send(page_env: Workspace) -> None:

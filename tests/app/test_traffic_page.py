@@ -6,6 +6,7 @@ disturb what other tests do with `my-endpoint`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,20 @@ def test_a_sum_other_than_100_disables_apply_and_says_why(page_env: Workspace) -
     assert not app.button(key=keys.apply).disabled
 
 
+def test_a_plan_over_100_percent_is_drawn_whole_and_refused_in_words(page_env: Workspace) -> None:
+    app, keys = _open(page_env)
+    app.slider(key=keys.live("green")).set_value(10).run()
+    assert app.button(key=keys.apply).disabled
+    assert "sums to 110; it must be 100 (or 0 to disable traffic)" in _errors(app)
+    after = next(
+        json.loads(c.proto.spec)
+        for c in app.get("plotly_chart")
+        if f"traffic-after-{keys.scope}" in c.proto.id
+    )
+    assert after["layout"]["xaxis"]["range"] == [0, 110]
+    assert sorted(bar["x"][0] for bar in after["data"]) == [10, 100]
+
+
 def test_mirror_to_a_live_deployment_disables_apply_and_says_why(page_env: Workspace) -> None:
     app, keys = _open(page_env)
     app.selectbox(key=keys.mirror_target).set_value("blue").run()
@@ -112,6 +127,13 @@ def test_mirror_to_a_live_deployment_disables_apply_and_says_why(page_env: Works
     app.selectbox(key=keys.mirror_target).set_value("green").run()
     assert not app.error
     assert not app.button(key=keys.apply).disabled
+
+
+def test_the_mirror_slider_says_why_it_stops_at_50_percent(page_env: Workspace) -> None:
+    app, keys = _open(page_env)
+    assert app.slider(key=keys.mirror_percent).max == 50
+    captions = "\n".join(c.value for c in app.caption)
+    assert "Azure caps mirror traffic at 50% of live requests" in captions
 
 
 def test_presets_and_give_the_rest_move_the_sliders(page_env: Workspace) -> None:

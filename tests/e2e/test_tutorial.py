@@ -21,7 +21,6 @@ from tests.e2e.harness import (
     choose,
     click,
     dialog,
-    enter,
     go_to,
     main,
     open_app,
@@ -192,9 +191,9 @@ def test_blue_is_deleted_after_typing_its_name(page: Page, sdk: Workspace) -> No
 
     confirm = dialog(page)
     delete = button(confirm, "Delete")
-    expect(delete).to_be_disabled()
-    enter(page, confirm.get_by_role("textbox", name=re.compile("to confirm")), "blue")
     expect(delete).to_be_enabled()
+    # typed without Enter, then one click: the click commits the text (blur) and deletes
+    confirm.get_by_role("textbox", name=re.compile("to confirm")).fill("blue")
     click(page, delete)
     expect(confirm).to_have_count(0)
     expect(alert(page, "Deployment 'blue' of 'my-endpoint' was deleted.")).to_be_visible()

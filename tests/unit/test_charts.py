@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from components import charts
-from components.split import color_for
+from components.split import NAMED_COLORS, PALETTE, color_for, split_figure
 from rollout import metrics
 from rollout.history import Change
 
@@ -110,8 +110,8 @@ def test_live_and_mirrored_requests_are_separate_series_and_the_mirror_is_dashed
     assert traces["blue"].line.dash is None
     assert traces["green (mirror)"].line.dash == charts.MIRROR_DASH
     assert list(traces["blue"].y) == [90, 60]
-    assert traces["blue"].line.color == color_for("blue", list(BLUE_GREEN))
-    assert traces["green (mirror)"].line.color == color_for("green", list(BLUE_GREEN))
+    assert traces["blue"].line.color == color_for("blue")
+    assert traces["green (mirror)"].line.color == color_for("green")
     assert "150 requests and 15 mirrored copies." in _subtitle(fig)
     assert not [t for t in _texts(fig) if "No requests" in t]
 
@@ -385,3 +385,80 @@ def test_series_labels() -> None:
         "green (mirrored + direct)"
     )
     assert charts.series_label("blue", metrics.ALL, mirror_targets=["green"]) == "blue"
+
+
+# --- colours follow the deployment -----------------------------------------------------------
+
+
+def test_green_keeps_its_colour_after_blue_is_deleted() -> None:
+    both = charts.requests_figure(
+        _requests([(0, "blue", "live", 90), (0, "green", "live", 10)]),
+        deployments=BLUE_GREEN,
+        tz=UTC,
+    )
+    alone = charts.requests_figure(
+        _requests([(0, "green", "live", 100)]), deployments=("green",), tz=UTC
+    )
+    assert _traces(alone)["green"].line.color == _traces(both)["green"].line.color
+    assert _traces(both)["green"].line.color != _traces(both)["blue"].line.color
+
+
+def test_split_bar_colours_follow_the_name_not_what_else_is_present() -> None:
+    def colours(traffic: dict[str, int]) -> dict[str, str]:
+        return {t.name: t.marker.color for t in split_figure(traffic, {}).data}
+
+    assert colours({"green": 100})["green"] == colours({"blue": 0, "green": 100})["green"]
+    assert colours({"a-model": 100})["a-model"] == colours({"zed": 50, "a-model": 50})["a-model"]
+
+
+def test_tutorial_names_get_their_own_colours() -> None:
+    assert color_for("blue") == NAMED_COLORS["blue"]
+    assert color_for("green") == NAMED_COLORS["green"]
+    assert color_for("Green") == NAMED_COLORS["green"]
+    assert color_for("candidate") in PALETTE
+    assert color_for("candidate") == color_for("candidate")
+    # another name never takes the tutorial's blue or green, so it stands apart beside them
+    others = {color_for(name) for name in ("blue-v2", "green-v2", "candidate", "a", "zed")}
+    assert not others & {NAMED_COLORS["blue"], NAMED_COLORS["green"]}
+
+
+def test_a_plan_over_100_percent_is_drawn_whole_with_the_100_mark() -> None:
+    fig = split_figure({"blue": 100, "green": 10}, {})
+    assert list(fig.layout.xaxis.range) == [0, 110]
+    assert [t.x[0] for t in fig.data] == [100, 10]
+    assert [shape.x0 for shape in fig.layout.shapes] == [100]
+    assert any("plan 110%" in a.text for a in fig.layout.annotations)
+
+
+def test_a_plan_of_100_percent_has_the_plain_scale_and_no_mark() -> None:
+    fig = split_figure({"blue": 90, "green": 10}, {})
+    assert list(fig.layout.xaxis.range) == [0, 100]
+    assert not fig.layout.shapes
+
+
+# --- the bucket still being counted ------------------------------------------------------------
+
+
+def test_the_unfinished_last_bucket_is_dotted_and_said_so_not_drawn_as_a_drop() -> None:
+    frame = _requests([(0, "blue", "live", 60), (1, "blue", "live", 60), (2, "blue", "live", 9)])
+    read_at = T0 + timedelta(minutes=2, seconds=9)  # 9 s into the third minute
+    fig = charts.requests_figure(frame, deployments=("blue",), window=WINDOW, read_at=read_at)
+    finished = [t for t in fig.data if t.name == "blue"]
+    partial = [t for t in fig.data if t.name == "blue (so far)"]
+    assert [list(t.y) for t in finished] == [[60, 60]]
+    assert finished[0].line.dash is None
+    assert [list(t.y) for t in partial] == [[60, 9]]
+    assert partial[0].line.dash == charts.UNFINISHED_DASH
+    assert partial[0].line.color == finished[0].line.color
+    assert not partial[0].showlegend
+    assert "The last bucket (from " in _subtitle(fig) and "is not over" in _subtitle(fig)
+
+
+def test_a_bucket_over_before_the_read_is_drawn_whole() -> None:
+    frame = _requests([(0, "blue", "live", 60), (1, "blue", "live", 60)])
+    read_at = T0 + timedelta(minutes=2)
+    fig = charts.requests_figure(frame, deployments=("blue",), window=WINDOW, read_at=read_at)
+    assert [(t.name, list(t.y)) for t in fig.data if t.name and "blue" in t.name] == [
+        ("blue", [60, 60])
+    ]
+    assert "not over" not in _subtitle(fig)

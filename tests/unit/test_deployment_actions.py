@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from components.deployment_actions import (
+    confirmation_problem,
     delete_blocker,
     delete_refusal,
     name_matches,
@@ -62,6 +63,13 @@ def test_scale_is_offered_within_1_to_50_instances() -> None:
     assert scale_blocker(BLUE, 50, None) is None
     assert "1 to 50" in (scale_blocker(BLUE, 51, None) or "")
     assert "1 to 50" in (scale_blocker(BLUE, 0, None) or "")
+
+
+def test_a_wrong_or_missing_name_says_what_was_typed_and_what_is_needed() -> None:
+    assert confirmation_problem(" old ", "old") is None
+    assert confirmation_problem("Old", "old") == "You typed 'Old', not 'old'; nothing was deleted."
+    assert "Type 'old' in the box above" in (confirmation_problem("", "old") or "")
+    assert "Type 'old' in the box above" in (confirmation_problem(None, "old") or "")
 
 
 def test_delete_is_confirmed_only_by_the_exact_name() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from collections.abc import Iterator
 
@@ -33,3 +34,23 @@ def test_a_rebound_dns_name_is_refused(allowed_hosts: list[str]) -> None:
     assert not is_host_allowed("attacker.example:8501")
     assert not is_host_allowed("127.0.0.1.attacker.example")
     assert not is_host_allowed(None)
+
+
+def test_the_page_icon_is_a_local_image_not_a_material_icon_fetched_from_a_cdn() -> None:
+    # A ":material/...:" page icon makes the browser fetch the favicon from fonts.gstatic.com
+    # (tests/e2e/test_offline.py checks the browser side).
+    tree = ast.parse((REPO / "app.py").read_text())
+    (call,) = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "set_page_config"
+    ]
+    icon = next(k.value for k in call.keywords if k.arg == "page_icon")
+    assert isinstance(icon, ast.Name) and icon.id == "PAGE_ICON", ast.dump(icon)
+    assigned = next(
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "PAGE_ICON"
+    )
+    assert "assets" in ast.unparse(assigned) and "icon.png" in ast.unparse(assigned)
+    assert (REPO / "assets" / "icon.png").read_bytes().startswith(b"\x89PNG")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from rollout.endpoints import DeploymentView, EndpointView, asset_label
+from rollout.readiness import ready_counts
 from rollout.views import (
     deployment_rows,
     endpoint_facts,
@@ -66,3 +69,26 @@ def test_asset_label_reads_arm_ids() -> None:
     assert asset_label(arm) == "model-2:3"
     assert asset_label(None) == "-"
     assert asset_label("azureml:whatever") == "azureml:whatever"
+
+
+def test_deployment_rows_say_how_many_instances_are_ready_of_those_asked_for() -> None:
+    endpoint = _endpoint(_deployment("blue", live=100), _deployment("green"))
+    rows = deployment_rows(endpoint, {"blue": 1})
+    assert [r["ready"] for r in rows] == ["1/2", "?/2"]
+    assert [r["ready"] for r in deployment_rows(endpoint)] == ["?/2", "?/2"]
+
+
+def test_ready_counts_are_the_running_instances_at_each_deployments_last_sample() -> None:
+    t0, t1 = pd.Timestamp("2026-01-05 12:00", tz="UTC"), pd.Timestamp("2026-01-05 12:01", tz="UTC")
+    capacity = pd.DataFrame(
+        [
+            (t0, "blue", "Running", 2.0),
+            (t1, "blue", "Running", 1.0),
+            (t1, "blue", "NotReady", 1.0),
+            (t0, "green", "Starting", 1.0),
+            (t0, "green", "Running", 0.0),
+        ],
+        columns=["time", "deployment", "state", "value"],
+    )
+    assert ready_counts(capacity) == {"blue": 1, "green": 0}
+    assert ready_counts(capacity.iloc[0:0]) == {}
