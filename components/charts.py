@@ -114,6 +114,27 @@ def markers_from_changes(changes: Iterable[Change], *, tz: tzinfo | None = None)
     return markers
 
 
+# Labels closer than this share of the time axis are drawn as one ("3 changes"): a label
+# is about 14 px wide on a chart some 800 px wide, and a day's range puts an hour's changes
+# on top of each other.
+MARKER_GAP = 0.025
+
+
+def cluster_markers(
+    markers: Sequence[Marker], span: timedelta, *, gap: float = MARKER_GAP
+) -> list[list[Marker]]:
+    """Markers in time order, grouped while each is within `gap` × `span` of the group's
+    first: each group gets one label."""
+    groups: list[list[Marker]] = []
+    reach = span * gap
+    for marker in sorted(markers, key=lambda m: m.at):
+        if groups and marker.at - groups[-1][0].at <= reach:
+            groups[-1].append(marker)
+        else:
+            groups.append([marker])
+    return groups
+
+
 # --- shared pieces -------------------------------------------------------------------------
 
 
@@ -279,10 +300,17 @@ class _Draft:
                 axis["hoverformat"] = "%Y-%m-%d %H:%M:%S"
         for _, y in self.panels:
             self.layout.setdefault("yaxis" + y[1:], {}).setdefault("rangemode", "tozero")
-        for marker in markers:
-            if window is not None and not window.start <= marker.at <= window.end:
-                continue
-            self._marker(marker, _local_point(marker.at, tz), x_axes)
+        shown = [m for m in markers if window is None or window.start <= m.at <= window.end]
+        if shown:
+            span = (
+                window.end - window.start
+                if window is not None
+                else max(m.at for m in shown) - min(m.at for m in shown)
+            )
+            for group in cluster_markers(shown, span):
+                for marker in group:
+                    self._line(marker, _local_point(marker.at, tz), x_axes)
+                self._label(group, _local_point(group[0].at, tz), x_axes[0])
         subtitle = " ".join(notes)
         top = (70 if subtitle else 45) + (20 if len(self.panels) > 1 else 0)
         self.layout.update(
@@ -298,7 +326,7 @@ class _Draft:
         )
         return go.Figure(data=self.traces, layout=self.layout)
 
-    def _marker(self, marker: Marker, x: datetime, x_axes: list[str]) -> None:
+    def _line(self, marker: Marker, x: datetime, x_axes: list[str]) -> None:
         for axis in x_axes:
             self.shapes.append(
                 {
@@ -313,20 +341,24 @@ class _Draft:
                     "name": f"marker:{marker.kind}",
                 }
             )
+
+    def _label(self, group: Sequence[Marker], x: datetime, axis: str) -> None:
+        first = group[0]
+        kinds = {m.kind for m in group}
         self.annotations.append(
             {
                 "x": x,
-                "xref": x_axes[0],
+                "xref": axis,
                 "y": 1,
                 "yref": "paper",
-                "text": marker.label,
-                "hovertext": marker.detail,
+                "text": first.label if len(group) == 1 else f"{len(group)} changes",
+                "hovertext": "<br>".join(m.detail for m in group),
                 "showarrow": False,
                 "textangle": -90,
                 "xanchor": "left",
                 "yanchor": "top",
                 "font": {"size": 10, "color": _MARKER_COLOR},
-                "name": f"marker:{marker.kind}",
+                "name": f"marker:{first.kind}" if len(kinds) == 1 else "marker:changes",
             }
         )
 

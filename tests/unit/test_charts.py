@@ -462,3 +462,33 @@ def test_a_bucket_over_before_the_read_is_drawn_whole() -> None:
         ("blue", [60, 60])
     ]
     assert "not over" not in _subtitle(fig)
+
+
+def test_changes_close_together_share_one_label_that_lists_them_all() -> None:
+    day = metrics.Window(T0, T0 + timedelta(days=1), timedelta(minutes=5))
+    markers = [
+        charts.Marker(T0 + timedelta(hours=2), "mirror", "mirror green 10%", "by ana: mirror"),
+        charts.Marker(
+            T0 + timedelta(hours=2, minutes=20), "traffic", "live 90/10", "by ana: 90/10"
+        ),
+        charts.Marker(T0 + timedelta(hours=2, minutes=30), "traffic", "live 50/50", "by bo: 50/50"),
+        charts.Marker(T0 + timedelta(hours=9), "scale", "green → 2", "by bo: scaled"),
+    ]
+    fig = charts.requests_figure(
+        _requests([(0, "blue", "live", 10)]), markers=markers, window=day, tz=UTC
+    )
+    labels = [a for a in fig.layout.annotations if a.name and a.name.startswith("marker:")]
+    assert [a.text for a in labels] == ["3 changes", "green → 2"]
+    assert labels[0].hovertext == "by ana: mirror<br>by ana: 90/10<br>by bo: 50/50"
+    assert labels[0].name == "marker:changes"
+    assert len([s for s in fig.layout.shapes if s.name.startswith("marker:")]) == 4  # every line
+
+
+def test_on_a_short_range_the_same_changes_keep_their_own_labels() -> None:
+    markers = [
+        charts.Marker(T0 + timedelta(minutes=2), "mirror", "mirror green 10%", "a"),
+        charts.Marker(T0 + timedelta(minutes=6), "traffic", "live 90/10", "b"),
+    ]
+    groups = charts.cluster_markers(markers, WINDOW.end - WINDOW.start)
+    assert [len(g) for g in groups] == [1, 1]
+    assert [len(g) for g in charts.cluster_markers(markers, timedelta(days=1))] == [2]
