@@ -12,12 +12,13 @@ import pandas as pd
 import streamlit as st
 
 from components.change_flow import flash, run_change
-from components.traffic_editor import TrafficState, apply_change
+from components.traffic_editor import apply_change
 from rollout import drift, history
 from rollout.changes import begin_delete_deployment, begin_scale
 from rollout.endpoints import EndpointView
 from rollout.history import Change
 from rollout.history_words import entry_words, took_text
+from rollout.traffic_change import TrafficState
 from rollout.undo import Refusal, Undo, plan_undo
 from rollout.workspace import Workspace
 

@@ -23,7 +23,7 @@ import streamlit as st
 
 from components import evidence_panel, loading
 from components.operation import follow
-from components.traffic_editor import TrafficState, apply_change, describe
+from components.traffic_editor import apply_change
 from rollout import history, plan_store, promotion
 from rollout.changes import begin_delete_deployment
 from rollout.compare import count_text, points_text
@@ -32,6 +32,8 @@ from rollout.errors import Conflict, RolloutError, RuleViolation
 from rollout.evidence import Evidence
 from rollout.gates import Gates, Verdict, overall
 from rollout.promotion import DEFAULT_STEPS, Plan, Step
+from rollout.traffic_change import TrafficState
+from rollout.views import describe
 from rollout.workspace import Workspace
 
 log = logging.getLogger(__name__)

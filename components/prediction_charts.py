@@ -29,7 +29,6 @@ def differences_figure(
     dropped: int = 0,
 ) -> go.Figure:
     """A histogram of candidate − baseline per numeric value both answers have."""
-    names = sorted({*deployments, baseline, candidate})
     notes: list[str] = []
     traces: list[go.Histogram] = []
     annotations: list[dict[str, object]] = []
@@ -53,7 +52,7 @@ def differences_figure(
                 x=list(differences),
                 nbinsx=_BINS,
                 name=f"{candidate} − {baseline}",
-                marker_color=color_for(candidate, names),
+                marker_color=color_for(candidate),
                 hovertemplate="%{x}: %{y} value(s)<extra></extra>",
             )
         )

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
 
 import streamlit as st
 
@@ -23,11 +21,10 @@ from components import loading
 from components.operation import follow
 from components.split import split_figure
 from components.workspace import read_only_reason
-from rollout import history
-from rollout.changes import begin_set_traffic
-from rollout.endpoints import DeploymentView, EndpointView, get_endpoint, weight
-from rollout.errors import Conflict, RolloutError
+from rollout import history, traffic_change
+from rollout.endpoints import DeploymentView, EndpointView, weight
 from rollout.rules import MAX_MIRROR_PERCENT, MAX_TRAFFIC_PERCENT, TrafficPlan
+from rollout.traffic_change import Outcome, TrafficState, change_rows, rollback_source
 from rollout.views import describe, state_badge
 from rollout.workspace import Workspace
 
@@ -41,62 +38,6 @@ _CHART = {"displayModeBar": False, "staticPlot": True}
 
 
 # --- plain values (no Streamlit) ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrafficState:
-    """An endpoint's live and mirror traffic over its deployments, as plain dicts.
-
-    `traffic` has every deployment (0 included); `mirror` only positive shares.
-    """
-
-    endpoint: str
-    deployments: tuple[str, ...]
-    traffic: dict[str, int]
-    mirror: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def build(
-        cls,
-        endpoint: str,
-        deployments: Sequence[str],
-        traffic: Mapping[str, int],
-        mirror: Mapping[str, int],
-    ) -> TrafficState:
-        names = tuple(deployments)
-        spelling = {n.lower(): n for n in names}
-        # A name the endpoint no longer has is kept only when it has a share, so that the
-        # rules refuse it by name instead of it silently vanishing from the change.
-        extra = {k: int(v) for k, v in traffic.items() if int(v) and k.lower() not in spelling}
-        return cls(
-            endpoint=endpoint,
-            deployments=names,
-            traffic={n: weight(traffic, n) for n in names} | extra,
-            mirror={spelling.get(k.lower(), k): int(v) for k, v in mirror.items() if int(v)},
-        )
-
-    @classmethod
-    def of(cls, view: EndpointView) -> TrafficState:
-        return cls.build(view.name, [d.name for d in view.deployments], view.traffic, view.mirror)
-
-    @classmethod
-    def from_record(
-        cls, endpoint: str, deployments: Sequence[str], side: Mapping[str, Any]
-    ) -> TrafficState:
-        """The state an audit-log entry's `before` or `after` describes."""
-        return cls.build(
-            endpoint, deployments, dict(side.get("traffic") or {}), dict(side.get("mirror") or {})
-        )
-
-    def plan(self) -> TrafficPlan:
-        return TrafficPlan(self.endpoint, self.deployments, self.traffic, self.mirror)
-
-    def record(self) -> dict[str, dict[str, int]]:
-        """As the audit log keeps it."""
-        return {"traffic": dict(self.traffic), "mirror": dict(self.mirror)}
-
-    def same_traffic(self, other: TrafficState) -> bool:
-        return not self.plan().changes_from(other.plan())
 
 
 def presets(deployments: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
@@ -115,33 +56,6 @@ def presets(deployments: Sequence[str]) -> list[tuple[str, dict[str, int]]]:
     if len(names) == 1:
         found.append(("Disable traffic", {names[0]: 0}))
     return found
-
-
-def rollback_source(changes: Sequence[history.Change]) -> history.Change | None:
-    """The last traffic change that was applied (succeeded); its `before` is what to restore."""
-    applied = [c for c in changes if c.action == "traffic" and c.outcome == "Succeeded"]
-    return applied[-1] if applied else None
-
-
-def change_rows(before: TrafficState, after: TrafficState) -> list[dict[str, str]]:
-    """One row per deployment whose live or mirror share changes, as 'before → after'."""
-
-    def arrow(old: int, new: int) -> str:
-        return f"{old}% → {new}%" if old != new else f"{new}% (unchanged)"
-
-    return [
-        {"deployment": name, "live": arrow(lb, la), "mirror": arrow(mb, ma)}
-        for name, lb, la, mb, ma in after.plan().changes_from(before.plan())
-    ]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How an apply ended: what to tell the user and the traffic read back afterwards."""
-
-    kind: Literal["succeeded", "conflict", "failed"]
-    message: str
-    state: TrafficState | None
 
 
 @dataclass(frozen=True)
@@ -208,7 +122,7 @@ class EditorKeys:
         return f"{self.scope}:reload"
 
 
-# --- applying a change (Streamlit for progress, no widgets) ------------------------------
+# --- applying a change (the flow is rollout.traffic_change's; progress on the page) --------
 
 
 def apply_change(
@@ -219,98 +133,28 @@ def apply_change(
     reason: str = "",
     undo_of: int | None = None,
 ) -> Outcome:
-    """Send `after`, refused as a Conflict unless the endpoint still has `before`.
+    """Send `after` (refused as a Conflict unless the endpoint still has `before`), with its
+    progress on the page; what is read back is what the pages show next."""
 
-    Shows the operation's progress, reads the endpoint back whatever happened, and records
-    the attempt in the audit log (`undo_of`: the entry it undoes).
-    """
     endpoint = after.endpoint
-    audit = _Audit(ws, before, after, reason, time.monotonic(), undo_of)
-    try:
-        operation = begin_set_traffic(
-            ws,
-            endpoint,
-            traffic=after.traffic,
-            mirror=after.mirror,
-            expected_traffic=before.traffic,
-            expected_mirror=before.mirror,
-        )
-    except Conflict as exc:
-        audit.record(f"Failed: {exc}")
-        state, _ = _read_back(ws, endpoint)
-        return Outcome("conflict", f"Not applied: {exc}", state)
-    except RolloutError as exc:
-        return _failed(ws, audit, str(exc))
-    if not follow(operation, label=f"Updating the traffic of {endpoint}"):
-        return _failed(ws, audit, _failure_of(operation))
-    state, problem = _read_back(ws, endpoint)
-    note = audit.record("Succeeded")
-    if state is None:
-        message = f"The traffic change was applied, but {problem}"
-    else:
-        message = f"Traffic of {endpoint} is now {describe(state.traffic, state.mirror)}."
-    return Outcome("succeeded", message + note, state)
 
+    def keep(view: EndpointView | None) -> None:
+        if view is None:
+            loading.invalidate(ws, endpoint)
+        else:
+            loading.reads(ws).remember(view)
 
-def _failure_of(operation: Any) -> str:
-    try:
-        operation.result(timeout=0)
-    except RolloutError as exc:
-        return str(exc)
-    return f"{operation.description} did not finish within {operation.elapsed:.0f} s"
-
-
-def _failed(ws: Workspace, audit: _Audit, message: str) -> Outcome:
-    note = audit.record(f"Failed: {message}")
-    state, problem = _read_back(ws, audit.after.endpoint)
-    if state is None:
-        still = f"The traffic in force could not be read back: {problem}"
-    else:
-        still = f"The traffic in force is still {describe(state.traffic, state.mirror)}."
-    return Outcome("failed", f"Not applied: {message}. {still}{note}", state)
-
-
-def _read_back(ws: Workspace, endpoint: str) -> tuple[TrafficState | None, str]:
-    """The endpoint read fresh, and kept as what the pages show next."""
-    try:
-        view = get_endpoint(ws, endpoint)
-    except RolloutError as exc:
-        loading.invalidate(ws, endpoint)
-        return None, str(exc)
-    loading.reads(ws).remember(view)
-    return TrafficState.of(view), ""
-
-
-@dataclass(frozen=True)
-class _Audit:
-    """What the audit entry of one apply says, whatever its outcome."""
-
-    ws: Workspace
-    before: TrafficState
-    after: TrafficState
-    reason: str
-    started: float  # time.monotonic() when it was sent
-    undo_of: int | None
-
-    def record(self, outcome: str) -> str:
-        """Write the entry; a note for the user when the log could not be written."""
-        try:
-            history.record(
-                workspace=self.ws.key,
-                endpoint=self.after.endpoint,
-                action="traffic",
-                before=self.before.record(),
-                after=self.after.record(),
-                reason=self.reason,
-                outcome=outcome,
-                who=self.ws.who(),
-                duration_s=time.monotonic() - self.started,
-                undo_of=self.undo_of,
-            )
-        except (sqlite3.Error, OSError) as exc:
-            log.warning("audit log not written: %s", exc)
-            return f" (The audit log could not be written: {exc}.)"
-        return ""
+    return traffic_change.apply(
+        ws,
+        before,
+        after,
+        reason=reason,
+        undo_of=undo_of,
+        follow=lambda operation: follow(
+            operation, label=f"Updating the traffic of {after.endpoint}"
+        ),
+        keep=keep,
+    )
 
 
 # --- the editor on the page --------------------------------------------------------------

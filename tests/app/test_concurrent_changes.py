@@ -19,10 +19,11 @@ from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from streamlit.testing.v1 import AppTest
 
-from components.traffic_editor import EditorKeys, Outcome, TrafficState, apply_change
+from components.traffic_editor import EditorKeys, apply_change
 from rollout import history
 from rollout.changes import Operation, begin_scale, begin_set_traffic
 from rollout.errors import Conflict, RolloutError
+from rollout.traffic_change import Outcome, TrafficState
 from rollout.workspace import Workspace, connect_emulator
 from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
 

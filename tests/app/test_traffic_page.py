@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from components.traffic_editor import EditorKeys, TrafficState, apply_change
+from components.traffic_editor import EditorKeys, apply_change
 from rollout import history
 from rollout.changes import begin_set_traffic
+from rollout.traffic_change import TrafficState
 from rollout.workspace import Workspace
 from tests.conftest import REPO, RunningEmulator, seed_tutorial_endpoint
 

@@ -330,7 +330,7 @@ def test_the_histogram_draws_the_differences_in_the_candidates_colour() -> None:
     )
     (trace,) = figure.data
     assert trace.type == "histogram" and list(trace.x) == [0.0, 0.0, 0.5, -2.0]
-    assert trace.marker.color == color_for("green", ["blue", "green"])
+    assert trace.marker.color == color_for("green")
     assert figure.layout.title.subtitle.text == (
         "4 values, 2 of them equal. 3 within the absolute tolerance 1."
     )

@@ -1,16 +1,13 @@
-"""The traffic editor's plain values: states, presets, the rollback source, the change table."""
+"""The traffic change's plain values (rollout/traffic_change.py) and the editor's presets:
+states, presets, the rollback source, the change table."""
 
 from __future__ import annotations
 
-from components.traffic_editor import (
-    TrafficState,
-    change_rows,
-    describe,
-    presets,
-    rollback_source,
-)
+from components.traffic_editor import presets
 from rollout.endpoints import DeploymentView, EndpointView
 from rollout.history import Change
+from rollout.traffic_change import TrafficState, change_rows, rollback_source
+from rollout.views import describe
 
 
 def _view(traffic: dict[str, int], mirror: dict[str, int], names: list[str]) -> EndpointView:
