@@ -8,11 +8,11 @@ from components import loading
 from components.change_flow import show_flash
 from components.deployment_actions import (
     delete_control,
-    logs_panel,
     open_pending_dialog,
     scale_control,
 )
 from components.endpoint_views import deployments_table
+from components.log_view import logs_panel
 from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
 
@@ -37,6 +37,5 @@ with scale.container(border=True):
 with delete.container(border=True):
     delete_control(endpoint, deployment, read_only)
 
-st.subheader("Logs")
 logs_panel(ws, endpoint, deployment)
 open_pending_dialog(ws, endpoint)

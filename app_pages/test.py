@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from components.consume import consume_panel
 from components.invoke_panel import invoke_panel
 from components.selection import endpoint_in_focus
 
@@ -14,4 +15,5 @@ st.caption(
     "it takes live traffic."
 )
 ws, endpoint = endpoint_in_focus()
+consume_panel(ws, endpoint)
 invoke_panel(ws, endpoint)

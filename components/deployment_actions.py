@@ -1,5 +1,6 @@
 """One deployment's controls: scale and delete (each confirmed in a dialog showing
-before → after, followed to the end and written to the audit log), and its logs.
+before → after, followed to the end and written to the audit log). Its logs are
+components/log_view.py's.
 
 A confirmation dialog stays open across reruns through a "pending action" in session
 state: the page calls `open_pending_dialog` once per run, the dialog clears it when it
@@ -16,19 +17,14 @@ from typing import Literal
 import pandas as pd
 import streamlit as st
 
-from components import loading
 from components.change_flow import run_change
 from rollout import rules
 from rollout.changes import Operation, begin_delete_deployment, begin_scale
 from rollout.endpoints import DeploymentView, EndpointView
-from rollout.errors import RolloutError
-from rollout.reads import logs_key
 from rollout.workspace import Workspace
 
 _PENDING = "deployment_action_pending"
 _BUSY_STATES = ("Creating", "Updating", "Deleting")
-LOG_CONTAINERS = ("inference-server", "storage-initializer")
-MIN_LOG_LINES, MAX_LOG_LINES = 50, 2000
 
 
 @dataclass(frozen=True)
@@ -307,49 +303,3 @@ def open_pending_dialog(ws: Workspace, endpoint: EndpointView) -> None:
         _scale_dialog(ws, endpoint, deployment, pending.instance_count)
     elif pending.action == "delete":
         _delete_dialog(ws, endpoint, deployment)
-
-
-# --- logs -----------------------------------------------------------------------------------
-
-
-def logs_panel(ws: Workspace, endpoint: EndpointView, deployment: DeploymentView) -> None:
-    container_col, lines_col, refresh_col = st.columns([2, 2, 1], vertical_alignment="bottom")
-    container = container_col.selectbox("Container", LOG_CONTAINERS, key="logs_container")
-    lines = lines_col.number_input(
-        "Lines",
-        min_value=MIN_LOG_LINES,
-        max_value=MAX_LOG_LINES,
-        value=200,
-        step=50,
-        key="logs_lines",
-    )
-    key = logs_key(endpoint.name, deployment.name, container, int(lines))
-    refresh_col.button(
-        "Refresh",
-        key="logs_refresh",
-        icon=":material/refresh:",
-        width="stretch",
-        on_click=loading.reads(ws).drop,
-        args=(key,),
-    )
-    try:
-        read = loading.reads(ws).logs(
-            endpoint.name,
-            deployment.name,
-            container=container,
-            lines=int(lines),
-            wait=loading.page_opened(),
-        )
-    except RolloutError as exc:
-        st.error(str(exc))
-        return
-    shown = read.value.rstrip("\n")
-    st.code(
-        shown or "(no log lines yet)",
-        language=None,
-        wrap_lines=True,
-    )
-    st.caption(
-        f"The last {int(lines)} lines of the {container} log of '{deployment.name}', "
-        f"read {loading.age_text(read.age())}."
-    )

@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from components import loading
+from components.log_view import open_key as open_log_key
 from rollout import history
 from rollout.endpoints import get_endpoint, scoring_credential
 from rollout.invoke import invoke, parse_request
@@ -218,21 +219,109 @@ def test_cancel_closes_the_dialog_and_changes_nothing(page: AppTest, workspace: 
     assert "green" in [d.name for d in get_endpoint(workspace, ENDPOINT).deployments]
 
 
-def test_logs_show_the_last_lines_of_the_inference_server_after_a_request(
-    page: AppTest, workspace: Workspace
-) -> None:
+def _request_to(workspace: Workspace, deployment: str) -> None:
+    """One scoring request straight to `deployment`: its log then says "request received"."""
     body = parse_request((REPO / "examples" / "sample-request.json").read_text())
     uri = get_endpoint(workspace, ENDPOINT).scoring_uri
     credential = scoring_credential(workspace, ENDPOINT)
-    assert invoke(workspace, uri, credential, body, deployment="blue").ok
+    assert invoke(workspace, uri, credential, body, deployment=deployment).ok
+
+
+def _open_logs(app: AppTest, deployment: str) -> None:
+    _choose(app, deployment)
+    app.session_state[open_log_key(ENDPOINT, deployment)] = True
+    app.run()
+    assert not app.exception, app.exception
+
+
+def _log_box(app: AppTest) -> str:
+    (box,) = [c for c in app.code if c.language in (None, "", "plaintext")]
+    return box.value
+
+
+def _arm_requests(app: AppTest, workspace: Workspace) -> int:
+    return int(app.session_state["workspace_reads"][workspace.key].ws.arm_calls.count.requests)
+
+
+def test_logs_are_not_read_until_their_section_is_opened(
+    page: AppTest, workspace: Workspace
+) -> None:
+    # Nothing the page read goes stale during the test: the only reads are the ones it causes.
+    page.session_state["workspace_reads"][workspace.key].ttl = 3600.0
+    before = _arm_requests(page, workspace)
     _choose(page, "blue")
+    _choose(page, "green")
+    assert _arm_requests(page, workspace) == before
+    assert not page.code, "no log is drawn while its section is closed"
+    assert "Logs of green" in [e.label for e in page.expander]
+
+    _open_logs(page, "green")
+    assert _arm_requests(page, workspace) == before + 1  # getLogs, once
+    assert "model 2" in _log_box(page)
+
+
+def test_logs_show_the_last_lines_of_the_inference_server_after_a_request(
+    page: AppTest, workspace: Workspace
+) -> None:
+    _request_to(workspace, "blue")
+    _open_logs(page, "blue")
     page.button(key="logs_refresh").click().run()
-    assert "model 1: request received" in page.code[0].value
-    page.number_input(key="logs_lines").set_value(50).run()
-    assert len(page.code[0].value.splitlines()) <= 50
+    assert "model 1: request received" in _log_box(page)
+    page.selectbox(key="logs_lines").set_value(100).run()
+    assert len(_log_box(page).splitlines()) <= 100
     page.selectbox(key="logs_container").set_value("storage-initializer").run()
     assert not page.exception, page.exception
-    assert "storage-initializer" in page.code[0].value
+    assert "storage-initializer" in _log_box(page)
+
+
+def test_the_log_filter_narrows_the_lines_and_says_how_many_match(
+    page: AppTest, workspace: Workspace
+) -> None:
+    _request_to(workspace, "blue")
+    _open_logs(page, "blue")
+    page.button(key="logs_refresh").click().run()
+    every = _log_box(page).splitlines()
+
+    page.text_input(key="logs_filter").input("REQUEST Received").run()
+    assert not page.exception, page.exception
+    matching = _log_box(page).splitlines()
+    assert matching == [line for line in every if "request received" in line.lower()]
+    assert 0 < len(matching) < len(every)
+    assert f'{len(matching)} of {len(every)} lines match "REQUEST Received"' in _captions(page)
+
+    page.text_input(key="logs_filter").input("no such text in any line").run()
+    assert f"0 of {len(every)} lines match" in _captions(page)
+    assert "(no line of the" in _log_box(page)
+
+
+def test_the_log_download_carries_the_lines_read(
+    page: AppTest, workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    served: dict[str, tuple[bytes, str | None]] = {}
+    load = MemoryMediaFileStorage.load_and_get_id
+
+    def keep(
+        self: MemoryMediaFileStorage, data: Any, mimetype: str, kind: Any, filename: Any = None
+    ) -> str:
+        file_id = load(self, data, mimetype, kind, filename)
+        served[file_id] = (data if isinstance(data, bytes) else b"", filename)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", keep)
+    _request_to(workspace, "blue")
+    _open_logs(page, "blue")
+    page.button(key="logs_refresh").click().run()
+    page.text_input(key="logs_filter").input("request received").run()  # the view, not the file
+
+    (download,) = page.download_button
+    file_id = download.proto.url.rsplit("/", 1)[-1].split(".", 1)[0]
+    content, filename = served[file_id]
+    assert filename == f"{ENDPOINT}-blue-inference-server.log"
+    page.text_input(key="logs_filter").input("").run()
+    assert content.decode().splitlines() == _log_box(page).splitlines()
+    assert "model 1: request received" in content.decode()
 
 
 def test_read_only_mode_disables_scale_and_delete_with_the_reason(

@@ -202,6 +202,8 @@ def test_blue_is_deleted_after_typing_its_name(page: Page, sdk: Workspace) -> No
     assert _traffic(sdk) == ({"green": 100}, {})
 
     expect(page.get_by_role("combobox", name="Deployment", exact=True)).to_have_value("green")
+    # The logs are read once their section is opened.
+    click(page, main(page).locator('[data-testid="stExpander"] summary', has_text="Logs of green"))
     logs = main(page).locator('[data-testid="stCode"]').last
     expect(logs).to_contain_text("model 2: request received")
     screenshot(page, "deployments", scroll_to=main(page).locator('[data-testid="stDataFrame"]'))
