@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import streamlit as st
 
@@ -63,12 +64,12 @@ def _metrics(
 
 def _controls(ws: Workspace) -> tuple[int, int]:
     span_col, grain_col, refresh_col = st.columns(3)
-    span = span_col.selectbox(
-        "Time range", list(SPANS), index=0, format_func=SPANS.get, key="metrics_span"
+    span: int = span_col.selectbox(
+        "Time range", list(SPANS), index=0, format_func=lambda s: SPANS[s], key="metrics_span"
     )
     grains = granularity_choices(timedelta(seconds=span), sub_minute=ws.kind == "emulator")
     default = default_granularity(timedelta(seconds=span), grains)
-    grain = grain_col.selectbox(
+    grain: int = grain_col.selectbox(
         "Granularity",
         [int(g.total_seconds()) for g in grains],
         index=grains.index(default),
@@ -81,7 +82,7 @@ def _controls(ws: Workspace) -> tuple[int, int]:
     refresh_col.selectbox(
         "Live refresh",
         list(REFRESH),
-        format_func=REFRESH.get,
+        format_func=lambda r: REFRESH[r],
         key=_REFRESH_KEY,
         help="Only the charts refresh; pause to look at one moment.",
     )
@@ -139,7 +140,7 @@ def live_charts(ws: Workspace, endpoint_name: str, span: int, grain: int) -> Non
     shown = Window(
         data.window.start, max(data.window.end, datetime.now(UTC)), data.window.granularity
     )
-    common = {"deployments": names, "markers": markers, "window": shown}
+    common: dict[str, Any] = {"deployments": names, "markers": markers, "window": shown}
     mirror_targets = tuple(endpoint.mirror)
     st.plotly_chart(
         charts.requests_figure(

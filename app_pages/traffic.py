@@ -8,6 +8,7 @@ import streamlit as st
 from components import evidence_panel, traffic_editor
 from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
+from rollout.traffic_change import TrafficState
 
 st.title("Traffic")
 ws, endpoint = endpoint_in_focus()
@@ -17,7 +18,7 @@ if not endpoint.deployments:
     st.stop()
 
 
-def capacity(before: traffic_editor.TrafficState, after: traffic_editor.TrafficState) -> list[str]:
+def capacity(before: TrafficState, after: TrafficState) -> list[str]:
     return evidence_panel.capacity_warnings(
         ws, endpoint, (before.traffic, before.mirror), (after.traffic, after.mirror)
     )

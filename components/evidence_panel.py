@@ -262,7 +262,9 @@ def comparison(ws: Workspace, endpoint: EndpointView) -> None:
     base_col, cand_col, window_col = st.columns(3)
     baseline = base_col.selectbox("Baseline", names, key=keys.baseline)
     candidate = cand_col.selectbox("Candidate", names, key=keys.candidate)
-    choice = window_col.selectbox("Window", list(WINDOWS), format_func=WINDOWS.get, key=keys.window)
+    choice: int = window_col.selectbox(
+        "Window", list(WINDOWS), format_func=lambda c: WINDOWS[c], key=keys.window
+    )
     if baseline == candidate:
         st.warning("Pick two different deployments to compare.", icon=":material/compare_arrows:")
         return

@@ -16,11 +16,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import streamlit as st
+from azure.monitor.querymetrics import MetricsClient
 
 from rollout.endpoints import EndpointView
-from rollout.metrics import MetricsClient
 from rollout.metrics import metrics_client as rollout_metrics_client
 from rollout.readiness import read_ready
 from rollout.reads import TTL_S, Key, Read, WorkspaceReads
@@ -106,7 +107,7 @@ def age_text(seconds: float) -> str:
     return f"{seconds / 3600:.0f} h ago"
 
 
-def freshness(ws: Workspace, read: Read[object]) -> None:
+def freshness(ws: Workspace, read: Read[Any]) -> None:
     """'Read 12 s ago' and a Reload for the data the page shows."""
     st.fragment(_freshness, run_every=TTL_S)(ws, read.keys, read.versions, read.problem)
 

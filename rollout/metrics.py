@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
