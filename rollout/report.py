@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,8 +50,8 @@ class Snapshot:
     def of_view(cls, view: EndpointView) -> Snapshot:
         deployments = sorted(view.deployments, key=lambda d: d.name)
         return cls(
-            {k: int(v) for k, v in view.traffic.items() if v},
-            {k: int(v) for k, v in view.mirror.items() if v},
+            {k: int(v) for k, v in sorted(view.traffic.items()) if v},
+            {k: int(v) for k, v in sorted(view.mirror.items()) if v},
             {d.name: d.instance_count for d in deployments},
             {d.name: d.model for d in deployments},
             {d.name: d.state for d in deployments},
@@ -172,7 +172,7 @@ def report_filename(endpoint: str, at: float) -> str:
 
 
 def _shares(values: Any) -> dict[str, int]:
-    return {str(k): int(v) for k, v in dict(values or {}).items() if int(v)}
+    return {str(k): int(v) for k, v in sorted(dict(values or {}).items()) if int(v)}
 
 
 def _undone(s: Snapshot | None, c: Change) -> tuple[Snapshot | None, bool]:
@@ -331,6 +331,9 @@ def gather(
             if seen
             else (None, False, "")
         )
+    if before is not None and current is not None:  # what was read now names the models
+        models = {n: current.models[n] for n in before.deployments if n in current.models}
+        before = replace(before, models=models)
     if end >= now - 1:
         after = Side(now, current, "read now")
     else:

@@ -40,6 +40,8 @@ def _when(at: float) -> str:
 
 
 def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
     minutes = seconds / 60
     if minutes < 90:
         return f"{minutes:.0f} min"
