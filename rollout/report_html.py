@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import plotly.graph_objects as go
 import plotly.io as pio
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
@@ -21,6 +22,7 @@ from plotly.offline import get_plotlyjs
 from rollout.report import Report
 
 TEMPLATE = "report.html.j2"
+_FONT = "system-ui, -apple-system, Segoe UI, Roboto, sans-serif"  # the reader's own fonts
 _CONFIG = {
     "displaylogo": False,
     "responsive": True,
@@ -51,7 +53,10 @@ def _span(seconds: float) -> str:
 
 def chart_html(figure: Any) -> Markup:
     """One figure as a div and its drawing call; plotly.js itself is in the page's head."""
-    html = pio.to_html(figure, full_html=False, include_plotlyjs=False, config=_CONFIG)
+    page_figure = go.Figure(figure)  # a copy: the caller's figure stays as it was
+    # Streamlit gives a chart room for its axis labels; a plain page has to ask for it.
+    page_figure.update_layout(margin={"l": 70}, font={"family": _FONT})
+    html = pio.to_html(page_figure, full_html=False, include_plotlyjs=False, config=_CONFIG)
     return Markup(html)  # plotly's own output: JSON of the figure, escaped by plotly
 
 
