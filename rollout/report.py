@@ -347,11 +347,13 @@ def gather(
     ]  # fmt: skip
     totals, problems, mirror_dimension = [], [], True
     if metrics is not None:
-        names = sorted(
-            {*(before.deployments if before else ()), *(current.deployments if current else ()),
-             *(str(d) for d in metrics.requests["deployment"].dropna().unique())}
-        )  # fmt: skip
-        for name in names:
+        spelled: dict[str, str] = {}  # Azure may lower-case the names in metrics
+        for name in (
+            *(before.deployments if before else ()), *(current.deployments if current else ()),
+            *(str(d) for d in metrics.requests["deployment"].dropna().unique()),
+        ):  # fmt: skip
+            spelled.setdefault(name.lower(), name)
+        for name in sorted(spelled.values()):
             e = evidence_from_metrics(
                 name, requests=metrics.requests, status=metrics.status,
                 latency=metrics.latency, window=metrics.window,

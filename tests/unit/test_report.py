@@ -114,6 +114,34 @@ def test_the_state_before_is_walked_back_from_the_state_now(log: Path) -> None:
     assert [r.reason for r in report.timeline] == [HOSTILE, "canary 10%"]
 
 
+def test_new_scaled_and_deleted_deployments_are_walked_back(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    entries = [
+        ("create_deployment", {"deployments": ["blue"]},
+         {"deployment": "green", "model": "model-green:1", "instance_count": 1}),
+        ("scale", {"deployment": "green", "instance_count": 1},
+         {"deployment": "green", "instance_count": 3}),
+        ("delete", {"deployment": "old", "model": "m:1", "instance_count": 2, "live": 0},
+         {"deployment": "old", "deleted": True}),
+    ]  # fmt: skip
+    for n, (action, before, after) in enumerate(entries):
+        change = history.record(workspace=WS, endpoint=EP, action=action, before=before,
+                                after=after, path=path)  # fmt: skip
+        with history._connect(path) as db:
+            db.execute("UPDATE changes SET at = ? WHERE id = ?", (T0 + 10 * (n + 1), change.id))
+    now = _view({"blue": 100})
+    now = EndpointView(EP, "Succeeded", "key", now.scoring_uri, {"blue": 100}, {},
+                       (_deployment("blue", 100), _deployment("green", 0, count=3)))  # fmt: skip
+    report = _report(path, view=now)
+    assert report.before.snapshot is not None
+    assert report.before.snapshot.deployments == {"blue": 1, "old": 2}
+    assert [r.what for r in report.timeline] == [
+        "new deployment green",
+        "scale green",
+        "delete deployment old",
+    ]
+
+
 def test_an_outside_change_is_in_the_timeline_and_walked_back(log: Path) -> None:
     # The dashboard saw blue 90/green 10 after its change; then someone set 50/50 elsewhere.
     drift.observe(WS, _view({"blue": 90, "green": 10}), now=T0 + 130, path=log)
