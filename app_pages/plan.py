@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from components import plan_view
+from components import plan_view, report_download
 from components.prediction_panel import prediction_panel
 from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
@@ -23,5 +23,6 @@ if plan is None:
     plan_view.create_form(ws, endpoint, read_only=read_only)
 else:
     plan_view.show_plan(ws, endpoint, plan, read_only=read_only)
+report_download.plan_report(ws, endpoint, plan)
 st.divider()
 prediction_panel(ws, endpoint, pair=None if plan is None else (plan.baseline, plan.candidate))

@@ -30,8 +30,8 @@ from rollout.compare import count_text, points_text
 from rollout.endpoints import EndpointView
 from rollout.errors import Conflict, RolloutError, RuleViolation
 from rollout.evidence import Evidence
-from rollout.gates import Gates, Verdict, overall
-from rollout.promotion import DEFAULT_STEPS, Plan, Step
+from rollout.gates import Gates, Verdict, overall, verdict_texts
+from rollout.promotion import DEFAULT_STEPS, Plan, Step, step_status
 from rollout.traffic_change import TrafficState
 from rollout.views import describe
 from rollout.workspace import Workspace
@@ -113,34 +113,9 @@ def steps_from_frame(frame: pd.DataFrame) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def step_status(plan: Plan, index: int) -> str:
-    """done, current, next, or skipped (after an abort)."""
-    if plan.state in ("done", "retired"):
-        return "done"
-    if plan.state == "aborted":
-        return (
-            "aborted" if index == plan.current else ("done" if index < plan.current else "skipped")
-        )
-    if index < plan.current:
-        return "done"
-    return "current" if index == plan.current else "next"
-
-
 def verdict_value(v: Verdict) -> tuple[str, str]:
-    """(value, limit) of a verdict in the gate's own unit."""
-
-    def fmt(x: float | None) -> str:
-        if x is None:
-            return "–"
-        if v.gate == "minimum time":
-            return f"{x:.1f} min"
-        if v.gate == "minimum requests":
-            return count_text(int(x))
-        if v.gate == "error-rate increase":
-            return points_text(x)
-        return f"{x:.2f}×"
-
-    return fmt(v.value), fmt(v.threshold)
+    """(value, limit) of a verdict in the gate's own unit (shared with the review report)."""
+    return verdict_texts(v)
 
 
 def target_traffic(plan: Plan, endpoint: EndpointView) -> TrafficState | None:

@@ -188,3 +188,14 @@ def outside_changes(
         for ep, since, at, after, before in history_rows
         if before is not None
     ]
+
+
+def state_at(*, workspace: str, endpoint: str, at: float, path: Path | None = None) -> State | None:
+    """The last state seen of `endpoint` at or before `at`; None when none was seen by then."""
+    with _connect(path) as db:
+        row = db.execute(
+            "SELECT state FROM observed WHERE workspace = ? AND endpoint = ? AND first_seen <= ? "
+            "ORDER BY first_seen DESC, id DESC LIMIT 1",
+            (workspace, endpoint, at),
+        ).fetchone()
+    return None if row is None else State.from_json(row[0])

@@ -106,3 +106,21 @@ def overall(verdicts: Sequence[Verdict]) -> Status:
     if "fail" in statuses:
         return "fail"
     return "not enough evidence" if "not enough evidence" in statuses else "pass"
+
+
+def verdict_texts(v: Verdict) -> tuple[str, str]:
+    """(value, limit) of a verdict in the gate's own unit: '12.0 min', '1,204', '+0.9 pp',
+    '1.20×'; '–' where there is no value."""
+
+    def fmt(x: float | None) -> str:
+        if x is None:
+            return "–"
+        if v.gate == "minimum time":
+            return f"{x:.1f} min"
+        if v.gate == "minimum requests":
+            return count_text(int(x))
+        if v.gate == "error-rate increase":
+            return points_text(x)
+        return f"{x:.2f}×"
+
+    return fmt(v.value), fmt(v.threshold)

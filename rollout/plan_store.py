@@ -208,6 +208,17 @@ def get_plan(plan_id: int, *, path: Path | None = None) -> Plan:
     return _plan(row)
 
 
+def plan_times(plan_id: int, *, path: Path | None = None) -> tuple[float, float]:
+    """(created, last saved) of a stored plan, seconds since the epoch; NotFound without it."""
+    with _connect(path) as db:
+        row = db.execute(
+            "SELECT created_at, updated_at FROM plans WHERE id = ?", (plan_id,)
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"promotion plan {plan_id} does not exist")
+    return float(row[0]), float(row[1])
+
+
 def active_plan(workspace: str, endpoint: str, *, path: Path | None = None) -> Plan | None:
     """The endpoint's open (ready or running) plan, if it has one."""
     with _connect(path) as db:

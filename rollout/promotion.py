@@ -103,6 +103,19 @@ class Plan:
         return f"step {self.current + 1} of {len(self.steps)} ({self.step.label})"
 
 
+def step_status(plan: Plan, index: int) -> str:
+    """done, current, next, aborted, or skipped (after an abort)."""
+    if plan.state in ("done", "retired"):
+        return "done"
+    if plan.state == "aborted":
+        return (
+            "aborted" if index == plan.current else ("done" if index < plan.current else "skipped")
+        )
+    if index < plan.current:
+        return "done"
+    return "current" if index == plan.current else "next"
+
+
 # --- checking a plan ------------------------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """The History page against a real emulator: the audit log newest first with who, before and
 after; a change made outside the dashboard noticed; Undo of a traffic change, confirmed and
-read back; an undo that can no longer apply refused with its reason.
+read back; an undo that can no longer apply refused with its reason; the review report
+built when asked and offered as an HTML file.
 
 Uses its own endpoint, `history-ep` (blue with all live traffic, green at 0%).
 """
@@ -10,9 +11,11 @@ from __future__ import annotations
 import getpass
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
+from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 from rollout import history
@@ -144,3 +147,31 @@ def test_an_undo_that_can_no_longer_apply_is_refused_with_its_reason(page_env: W
     said = "\n".join(c.value for c in app.caption)
     assert f"#{gone.id} cannot be undone: it would give traffic to 'retired'" in said, said
     assert _traffic(page_env) == {"blue": 100}
+
+
+def test_build_report_offers_the_html_file_of_the_endpoint_to_download(
+    page_env: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _record_traffic(page_env, {"blue": 100, "green": 0}, {"blue": 90, "green": 10})
+    served: list[tuple[bytes, str, str | None]] = []
+    add = MediaFileManager.add
+
+    def keep(self: MediaFileManager, data: bytes, mimetype: str, *args: Any, **kw: Any) -> str:
+        served.append((data, mimetype, kw.get("file_name")))
+        return add(self, data, mimetype, *args, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add", keep)
+    app = _open()
+    assert app.selectbox(key="report_endpoint").value == ENDPOINT  # the latest entry's
+    assert not app.get("download_button")  # nothing is read before it is asked for
+    app.button(key="history_report_build").click().run()
+    assert not app.exception, app.exception
+    (download,) = app.get("download_button")
+    assert download.label.startswith(f"Download bluegreen-report-{ENDPOINT}-")
+    (data, mimetype, file_name) = served[-1]
+    assert mimetype == "text/html" and file_name == download.label.removeprefix("Download ")
+    html = data.decode()
+    assert html.startswith("<!DOCTYPE html>")
+    assert f"<title>Rollout review: {ENDPOINT}</title>" in html
+    assert "live blue 90%, green 10% · mirror none" in html and "step 1" in html
+    assert html.count("Plotly.newPlot(") == 3

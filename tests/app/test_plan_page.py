@@ -227,3 +227,18 @@ def test_read_only_mode_offers_no_plan_changes(
     app = _open()
     assert app.button(key="plan_abort").disabled
     assert app.button(key="plan_promote").disabled
+
+
+def test_the_plans_review_report_is_built_when_asked_and_offered_to_download(
+    page_env: Workspace,
+) -> None:
+    plan = _saved_plan(page_env, started=True)
+    app = _open()
+    assert not app.get("download_button")  # nothing is read before it is asked for
+    app.button(key="plan_report_build").click().run()
+    assert not app.exception, app.exception
+    (download,) = app.get("download_button")
+    assert download.label.startswith(f"Download bluegreen-report-{ENDPOINT}-")
+    html = app.session_state["report_built"].html
+    assert f"<title>Plan {plan.id}: green over blue on {ENDPOINT}</title>" in html
+    assert "mirror 10%" in html and "plan start" in html
