@@ -173,7 +173,7 @@ async def get_workspace(request: Request, emulator: Emulator) -> Response:
 
 
 async def operation_status(request: Request, emulator: Emulator) -> Response:
-    doc = emulator.get_operation(request.path_params["op"])
+    doc = emulator.operations.get(request.path_params["op"])
     body = {
         k: v
         for k, v in doc.items()
@@ -183,7 +183,7 @@ async def operation_status(request: Request, emulator: Emulator) -> Response:
 
 
 async def operation_result(request: Request, emulator: Emulator) -> Response:
-    doc = emulator.get_operation(request.path_params["op"])
+    doc = emulator.operations.get(request.path_params["op"])
     if doc["status"] == "InProgress":
         return Response(status_code=202, headers=_lro_headers(request, emulator, doc["id"]))
     if doc["status"] == "Failed":
@@ -232,8 +232,8 @@ async def list_keys(request: Request, emulator: Emulator) -> Response:
 async def regenerate_keys(request: Request, emulator: Emulator) -> Response:
     endpoint = request.path_params["endpoint"]
     emulator.regenerate_key(endpoint, await _json(request))
-    op_id = emulator.new_operation("regenerate-keys", endpoint)
-    emulator.finish_operation(op_id)
+    op_id = emulator.operations.new("regenerate-keys", endpoint)
+    emulator.operations.finish(op_id)
     headers = _lro_headers(request, emulator, op_id)
     del headers["Azure-AsyncOperation"]
     return Response(status_code=202, headers=headers)

@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from emulator.instances import (
 from emulator.logfile import remove_log
 from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
 from emulator.monitor import Sampler
+from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
 from emulator.store import Doc, Store, utc_now
@@ -105,7 +106,7 @@ class Emulator:
         self.base_url = ""
         self.routes: dict[str, EndpointRoute] = {}
         self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.operations = Operations(self.store)
         self.background: set[asyncio.Task[None]] = set()
         retention_days = float(self._meta_default("retention_days", lambda: "7"))
         self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
@@ -189,21 +190,15 @@ class Emulator:
         """
         self.requests.start()
         self.sampler.start()
-        unfinished: dict[tuple[str, str], list[str]] = {}
-        for op in self.store.list_operations("InProgress"):
-            key = (str(op.get("kind")), str(op.get("target")).lower())
-            unfinished.setdefault(key, []).append(op["id"])
-
-        def take(kind: str, target: str) -> list[str]:
-            return unfinished.pop((kind, target.lower()), [])
-
+        interrupted = Interrupted(self.store.list_operations("InProgress"))
+        take = interrupted.take
         endpoint_deletes: dict[str, tuple[str, list[str]]] = {}
         for doc in self.store.list_endpoints():
             name = doc["name"]
             props = doc["properties"]
             puts = take("endpoint", name)
             if props["provisioningState"] == "Deleting":
-                self._end_interrupted(puts, f"endpoint '{name}' is being deleted")
+                self.operations.end_interrupted(puts, f"endpoint '{name}' is being deleted")
                 endpoint_deletes[name.lower()] = (name, take("endpoint-delete", name))
                 continue
             if props["provisioningState"] in ("Creating", "Updating"):
@@ -212,7 +207,7 @@ class Emulator:
             self._set_route(doc)
             # An endpoint PUT is stored whole before its operation starts: it took effect.
             for op_id in puts:
-                self.finish_operation(op_id)
+                self.operations.finish(op_id)
         for dep in self.store.list_deployments():
             endpoint = dep["properties"]["endpointName"]
             name = dep["name"]
@@ -221,76 +216,38 @@ class Emulator:
             state = dep["properties"]["provisioningState"]
             if endpoint.lower() in endpoint_deletes:
                 # Deleting the endpoint deletes this deployment too: it never starts again.
-                self._end_interrupted(provisions, f"endpoint '{endpoint}' is being deleted")
+                self.operations.end_interrupted(
+                    provisions, f"endpoint '{endpoint}' is being deleted"
+                )
                 endpoint_deletes[endpoint.lower()][1].extend(deletes)
             elif state == "Deleting":
-                self._end_interrupted(provisions, f"deployment '{name}' is being deleted")
+                self.operations.end_interrupted(provisions, f"deployment '{name}' is being deleted")
                 job = functools.partial(self._finish_deployment_delete, endpoint, name)
-                self._resume(job, deletes)
+                self.operations.resume(job, deletes)
             elif state != "Failed" or dep["properties"].get("_serving"):
                 # A deployment that failed on creation never had instances to bring back.
-                self._end_interrupted(deletes, f"deployment '{name}' is not being deleted")
+                self.operations.end_interrupted(
+                    deletes, f"deployment '{name}' is not being deleted"
+                )
                 # The runtime exists before the first request: one that arrives while the
                 # instances start waits for them instead of finding no deployment.
                 self._runtime(endpoint, name, dep)
                 job = functools.partial(self._provision_deployment, endpoint, name, restart=True)
-                self._resume(job, provisions)
+                self.operations.resume(job, provisions)
             else:
-                self._end_interrupted(provisions + deletes, f"deployment '{name}' failed")
+                self.operations.end_interrupted(provisions + deletes, f"deployment '{name}' failed")
         for name, ops in endpoint_deletes.values():
-            self._resume(functools.partial(self._finish_endpoint_delete, name), ops)
-        for (kind, target), ops in unfinished.items():
-            if kind in ("endpoint-delete", "deployment-delete"):
-                for op_id in ops:  # deleted before the crash, only the operation was left
-                    self.finish_operation(op_id)
-            else:
-                self._end_interrupted(ops, f"'{target}' no longer exists")
-
-    def _resume(self, job: Callable[[str | None], Awaitable[None]], ops: list[str]) -> None:
-        """Run interrupted work again under its operation id; duplicate ids end the same way."""
-
-        async def run() -> None:
-            await job(ops[0] if ops else None)
-            first = self.store.get_operation(ops[0]) if ops else None
-            error = ((first or {}).get("error") or {}).get("message")
-            for op_id in ops[1:]:
-                self.finish_operation(op_id, error)
-
-        self._spawn(run(), ops)
-
-    def _end_interrupted(self, ops: list[str], reason: str) -> None:
-        for op_id in ops:
-            self.finish_operation(op_id, f"interrupted by an emulator restart; {reason}")
+            self.operations.resume(functools.partial(self._finish_endpoint_delete, name), ops)
+        self.operations.end_orphans(interrupted)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.operations.stop()
         await asyncio.gather(*(d.pool.stop() for d in self.deployments.values()))
         self.deployments.clear()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.sampler.stop()
         await self.requests.stop()
         self.store.close()
-
-    def _spawn(self, coro: Awaitable[None], ops: Sequence[str] = ()) -> None:
-        """Run `coro` in the background; `ops` that it leaves unfinished by failing end Failed."""
-
-        async def run() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("background operation failed")
-                for op_id in ops:
-                    doc = self.store.get_operation(op_id)
-                    if doc is not None and doc["status"] == "InProgress":
-                        self.finish_operation(op_id, f"the emulator failed: {exc}")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     @staticmethod
     def _key(endpoint: str, deployment: str) -> tuple[str, str]:
@@ -316,41 +273,6 @@ class Emulator:
                 "hbiWorkspace": False,
             },
         }
-
-    # long-running operations
-
-    def new_operation(self, kind: str, target: str) -> str:
-        op_id = str(uuid.uuid4())
-        self.store.put_operation(
-            op_id,
-            {
-                "id": op_id,
-                "name": op_id,
-                "kind": kind,
-                "target": target,
-                "status": "InProgress",
-                "startTime": utc_now(),
-            },
-        )
-        return op_id
-
-    def finish_operation(self, op_id: str | None, error: str | None = None) -> None:
-        if op_id is None:
-            return
-        doc = self.store.get_operation(op_id)
-        if doc is None:
-            return
-        doc["status"] = "Failed" if error else "Succeeded"
-        doc["endTime"] = utc_now()
-        if error:
-            doc["error"] = {"code": "DeploymentFailed", "message": error}
-        self.store.put_operation(op_id, doc)
-
-    def get_operation(self, op_id: str) -> Doc:
-        doc = self.store.get_operation(op_id)
-        if doc is None:
-            raise ApiError(404, "NotFound", f"Operation '{op_id}' not found.")
-        return doc
 
     # endpoints
 
@@ -451,12 +373,12 @@ class Emulator:
                 "provisioningState": "Updating" if existing else "Creating",
             },
         }
-        op_id = self.new_operation("endpoint", name)
+        op_id = self.operations.new("endpoint", name)
         if existing is None:
             self.store.insert_endpoint(doc, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
         else:
             self.store.update_endpoint(doc)
-        self._spawn(self._finish_endpoint_put(name, op_id), [op_id])
+        self.operations.spawn(self._finish_endpoint_put(name, op_id), [op_id])
         return self.render_endpoint(doc), op_id, existing is None
 
     def patch_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
@@ -476,16 +398,16 @@ class Emulator:
         await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
         doc = self.store.get_endpoint(name)
         if doc is None:
-            self.finish_operation(op_id, f"endpoint '{name}' was deleted")
+            self.operations.finish(op_id, f"endpoint '{name}' was deleted")
             return
         if doc["properties"]["provisioningState"] == "Deleting":
             # A delete came in meanwhile; marking the endpoint Succeeded would hide it.
-            self.finish_operation(op_id)
+            self.operations.finish(op_id)
             return
         doc["properties"]["provisioningState"] = "Succeeded"
         self.store.update_endpoint(doc)
         self._set_route(doc)
-        self.finish_operation(op_id)
+        self.operations.finish(op_id)
 
     def _set_route(self, doc: Doc) -> None:
         props = doc["properties"]
@@ -504,8 +426,8 @@ class Emulator:
             return None
         doc["properties"]["provisioningState"] = "Deleting"
         self.store.update_endpoint(doc)
-        op_id = self.new_operation("endpoint-delete", name)
-        self._spawn(self._finish_endpoint_delete(doc["name"], op_id), [op_id])
+        op_id = self.operations.new("endpoint-delete", name)
+        self.operations.spawn(self._finish_endpoint_delete(doc["name"], op_id), [op_id])
         return op_id
 
     async def _finish_endpoint_delete(self, name: str, op_id: str | None) -> None:
@@ -518,7 +440,7 @@ class Emulator:
         await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
         self.store.delete_endpoint(name)
         shutil.rmtree(self._logs_dir(name), ignore_errors=True)
-        self.finish_operation(op_id)
+        self.operations.finish(op_id)
 
     # keys and tokens
 
@@ -727,8 +649,8 @@ class Emulator:
             }
             doc["properties"]["_previousCapacity"] = existing["sku"]["capacity"]
         self.store.put_deployment(endpoint, doc)
-        op_id = self.new_operation("deployment", f"{endpoint}/{name}")
-        self._spawn(self._provision_deployment(endpoint, name, op_id))
+        op_id = self.operations.new("deployment", f"{endpoint}/{name}")
+        self.operations.spawn(self._provision_deployment(endpoint, name, op_id))
         return self.render_deployment(doc), op_id, existing is None
 
     @staticmethod
@@ -821,7 +743,7 @@ class Emulator:
     ) -> None:
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
-            self.finish_operation(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
+            self.operations.finish(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
             return
         spec = self._spec(doc)
         count = int(doc["sku"]["capacity"])
@@ -834,7 +756,7 @@ class Emulator:
         await runtime.pool.converge(spec, count)
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
-            self.finish_operation(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
+            self.operations.finish(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
             return
         props = doc["properties"]
         runtime.request_timeout_ms = parse_duration_ms(
@@ -847,7 +769,7 @@ class Emulator:
         props.pop("_previous", None)
         props.pop("_previousCapacity", None)
         self.store.put_deployment(endpoint, doc)
-        self.finish_operation(op_id)
+        self.operations.finish(op_id)
 
     def _record_failure(self, endpoint: str, name: str, op_id: str | None, error: str) -> None:
         """End a failed provisioning: the reason logged, the previous spec kept, the op Failed."""
@@ -873,7 +795,7 @@ class Emulator:
             else:
                 props["provisioningState"] = "Failed"
             self.store.put_deployment(endpoint, doc)
-        self.finish_operation(op_id, error)
+        self.operations.finish(op_id, error)
 
     def delete_deployment(self, endpoint: str, name: str) -> str | None:
         endpoint_doc = self.store.get_endpoint(endpoint)
@@ -893,8 +815,8 @@ class Emulator:
         )
         doc["properties"]["provisioningState"] = "Deleting"
         self.store.put_deployment(endpoint, doc)
-        op_id = self.new_operation("deployment-delete", f"{endpoint}/{name}")
-        self._spawn(self._finish_deployment_delete(endpoint, doc["name"], op_id), [op_id])
+        op_id = self.operations.new("deployment-delete", f"{endpoint}/{name}")
+        self.operations.spawn(self._finish_deployment_delete(endpoint, doc["name"], op_id), [op_id])
         return op_id
 
     async def _finish_deployment_delete(self, endpoint: str, name: str, op_id: str | None) -> None:
@@ -913,7 +835,7 @@ class Emulator:
             self._set_route(endpoint_doc)
         for suffix in (".log", ".storage.log"):
             remove_log(self._logs_dir(endpoint) / f"{name.lower()}{suffix}")
-        self.finish_operation(op_id)
+        self.operations.finish(op_id)
 
     def get_logs(self, endpoint: str, name: str, body: Doc) -> Doc:
         self._deployment(endpoint, name)
