@@ -30,7 +30,8 @@ from emulator import bodies
 from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.errors import ApiError, bad_argument
 from emulator.mirror_sample import DEFAULT_CAPACITY
-from emulator.service import LOCATION, PROVIDER, Emulator
+from emulator.service import Emulator
+from emulator.workspace import LOCATION, PROVIDER
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 raise ApiError(401, "AuthenticationFailed", UNAUTHORIZED)
             params = request.path_params
             if "rg" in params:
-                emulator.check_scope(params["sub"], params["rg"], params["ws"])
+                emulator.workspace.check_scope(params["sub"], params["rg"], params["ws"])
             return await handler(request, emulator)
         except ApiError as exc:
             if exc.status >= 500:
@@ -77,8 +78,8 @@ async def _json(request: Request) -> dict[str, Any]:
 def _lro_headers(request: Request, emulator: Emulator, op_id: str) -> dict[str, str]:
     api = request.query_params.get("api-version", "2023-04-01")
     ops = (
-        f"{emulator.base_url}/subscriptions/{emulator.subscription_id}/providers/{PROVIDER}"
-        f"/locations/{LOCATION}"
+        f"{emulator.base_url}/subscriptions/{emulator.workspace.subscription_id}"
+        f"/providers/{PROVIDER}/locations/{LOCATION}"
     )
     return {
         "Azure-AsyncOperation": f"{ops}/mfeOperationsStatus/{op_id}?api-version={api}",
@@ -166,7 +167,7 @@ def _current(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
 
 
 async def get_workspace(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.workspace_doc())
+    return JSONResponse(emulator.workspace.doc())
 
 
 # operations

@@ -41,15 +41,23 @@ from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
 from emulator.store import Doc, Store, utc_now
+from emulator.workspace import LOCATION, PROVIDER, RESOURCE_GROUP, WORKSPACE, LocalWorkspace
 from rollout import rules
 from rollout.errors import Violation
 
 log = logging.getLogger(__name__)
 
-PROVIDER = "Microsoft.MachineLearningServices"
-LOCATION = "local"
-RESOURCE_GROUP = "bluegreen-local"
-WORKSPACE = "emulator"
+# Imported from here by code written before the split into modules.
+__all__ = [
+    "LOCATION",
+    "PROVIDER",
+    "RESOURCE_GROUP",
+    "WORKSPACE",
+    "DeploymentRuntime",
+    "Emulator",
+    "EndpointRoute",
+]
+
 TOKEN_LIFETIME_S = 24 * 3600
 _BUSY_STATES = ("Creating", "Updating", "Scaling", "Deleting")
 _ENDPOINT_OP_DELAY_S = 0.3
@@ -100,8 +108,10 @@ class Emulator:
         self.state_dir = state_dir
         self.socket_dir = socket_dir
         self.store = Store(state_dir / "state.db")
-        self.subscription_id = self._meta_default("subscription_id", lambda: str(uuid.uuid4()))
-        self.workspace_id = self._meta_default("workspace_id", lambda: str(uuid.uuid4()))
+        self.workspace = LocalWorkspace(
+            subscription_id=self._meta_default("subscription_id", lambda: str(uuid.uuid4())),
+            workspace_id=self._meta_default("workspace_id", lambda: str(uuid.uuid4())),
+        )
         self._token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
         self.base_url = ""
         self.routes: dict[str, EndpointRoute] = {}
@@ -116,7 +126,7 @@ class Emulator:
         self.assets = Assets(
             self.store,
             AssetFiles(state_dir, max_bytes=int(max_asset * 2**20)),
-            workspace_path=self.workspace_path,
+            workspace_path=self.workspace.path,
             workspace=WORKSPACE,
             resource_type=f"{PROVIDER}/workspaces",
         )
@@ -146,35 +156,6 @@ class Emulator:
             value = make()
             self.store.set_meta(key, value)
         return value
-
-    # ids
-
-    @property
-    def workspace_path(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{RESOURCE_GROUP}"
-            f"/providers/{PROVIDER}/workspaces/{WORKSPACE}"
-        )
-
-    def check_scope(self, subscription: str, resource_group: str, workspace: str) -> None:
-        if subscription.lower() != self.subscription_id.lower():
-            raise ApiError(
-                404,
-                "SubscriptionNotFound",
-                f"The subscription '{subscription}' could not be found.",
-            )
-        if resource_group.lower() != RESOURCE_GROUP:
-            raise ApiError(
-                404,
-                "ResourceGroupNotFound",
-                f"Resource group '{resource_group}' could not be found.",
-            )
-        if workspace.lower() != WORKSPACE:
-            raise ApiError(
-                404,
-                "WorkspaceNotFound",
-                f"Workspace '{workspace}' not found in resource group '{resource_group}'.",
-            )
 
     def scoring_uri(self, endpoint: str) -> str:
         return f"{self.base_url}/online/{endpoint}/score"
@@ -253,27 +234,6 @@ class Emulator:
     def _key(endpoint: str, deployment: str) -> tuple[str, str]:
         return endpoint.lower(), deployment.lower()
 
-    # workspace
-
-    def workspace_doc(self) -> Doc:
-        return {
-            "id": self.workspace_path,
-            "name": WORKSPACE,
-            "type": f"{PROVIDER}/workspaces",
-            "location": LOCATION,
-            "kind": "Default",
-            "tags": {},
-            "identity": {"type": "SystemAssigned"},
-            "properties": {
-                "friendlyName": "bluegreen local emulator",
-                "description": "Local emulator of Azure ML managed online endpoints",
-                "workspaceId": self.workspace_id,
-                "provisioningState": "Succeeded",
-                "publicNetworkAccess": "Enabled",
-                "hbiWorkspace": False,
-            },
-        }
-
     # endpoints
 
     def list_endpoints(self) -> list[Doc]:
@@ -351,7 +311,7 @@ class Emulator:
             }
         canonical = {d.lower(): d for d in deployments}
         doc: Doc = {
-            "id": f"{self.workspace_path}/onlineEndpoints/{name}",
+            "id": f"{self.workspace.path}/onlineEndpoints/{name}",
             "name": name,
             "type": f"{PROVIDER}/workspaces/onlineEndpoints",
             "location": body.get("location") or LOCATION,
@@ -633,7 +593,7 @@ class Emulator:
             state = "Updating"
         props["provisioningState"] = state
         doc: Doc = {
-            "id": f"{self.workspace_path}/onlineEndpoints/{endpoint}/deployments/{name}",
+            "id": f"{self.workspace.path}/onlineEndpoints/{endpoint}/deployments/{name}",
             "name": name,
             "type": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
             "location": body.get("location") or LOCATION,
