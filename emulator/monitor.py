@@ -1139,7 +1139,7 @@ class Sampler:
         now = time.time()
         targets = [
             (runtime.pool.spec.endpoint, runtime.name, i.id, i.pid, instance_state(i))
-            for runtime in list(self.emulator.deployments.values())
+            for runtime in self.emulator.runtimes.values()
             for i in runtime.pool.instances
             if not i.retired
         ]

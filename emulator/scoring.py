@@ -36,7 +36,8 @@ from emulator import bodies
 from emulator.instances import DeploymentPool, Instance
 from emulator.mirror_sample import Pending
 from emulator.requestlog import DROPPED
-from emulator.service import DeploymentRuntime, Emulator, EndpointRoute
+from emulator.runtimes import DeploymentRuntime
+from emulator.service import Emulator, EndpointRoute
 from emulator.upstream import Answer, Broken, NotReached, TooLarge
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ async def _serve(
             return _error(404, NO_POSITIVE_WEIGHT), body
         name = chosen
         mirror_to = route.mirror_gate.next()
-    runtime = emulator.deployments.get((endpoint.lower(), name.lower()))
+    runtime = emulator.runtimes.get(endpoint, name)
     if runtime is None:
         return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'."), body
     if mirror_to is not None:
@@ -297,7 +298,7 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
     Returns the mirror sample's entry for the copy sent, for the caller to complete with
     the live answer; None when nothing is sent or the sample keeps none.
     """
-    runtime = emulator.deployments.get((endpoint.lower(), deployment.lower()))
+    runtime = emulator.runtimes.get(endpoint, deployment)
     if runtime is None:
         return None
     started = time.perf_counter()

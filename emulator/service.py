@@ -27,11 +27,7 @@ from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
 from emulator.bodies import parse_duration_ms
 from emulator.errors import ApiError
 from emulator.instances import (
-    DeploymentPool,
-    InitFailed,
     InstanceLimits,
-    InstanceSpec,
-    Probe,
     tail_file,
 )
 from emulator.logfile import remove_log
@@ -40,6 +36,7 @@ from emulator.monitor import Sampler
 from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
 from emulator.routing import MirrorGate, SmoothWeighted
+from emulator.runtimes import DeploymentRuntime, Runtimes, probe_settings
 from emulator.store import Doc, Store, utc_now
 from emulator.workspace import LOCATION, PROVIDER, RESOURCE_GROUP, WORKSPACE, LocalWorkspace
 from rollout import rules
@@ -61,13 +58,6 @@ __all__ = [
 TOKEN_LIFETIME_S = 24 * 3600
 _BUSY_STATES = ("Creating", "Updating", "Scaling", "Deleting")
 _ENDPOINT_OP_DELAY_S = 0.3
-_DEFAULT_PROBE = {
-    "initialDelay": "PT10S",
-    "period": "PT10S",
-    "timeout": "PT2S",
-    "successThreshold": 1,
-    "failureThreshold": 30,
-}
 
 
 def _check(violations: list[Violation]) -> None:
@@ -93,16 +83,6 @@ class EndpointRoute:
         self.mirror_gate = MirrorGate(*(target or (None, 0)))
 
 
-@dataclass
-class DeploymentRuntime:
-    """A deployment's serving settings and instance pool."""
-
-    name: str
-    request_timeout_ms: int
-    max_concurrency: int
-    pool: DeploymentPool
-
-
 class Emulator:
     def __init__(self, state_dir: Path, socket_dir: Path) -> None:
         self.state_dir = state_dir
@@ -115,7 +95,6 @@ class Emulator:
         self._token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
         self.base_url = ""
         self.routes: dict[str, EndpointRoute] = {}
-        self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
         self.operations = Operations(self.store)
         self.background: set[asyncio.Task[None]] = set()
         retention_days = float(self._meta_default("retention_days", lambda: "7"))
@@ -148,6 +127,14 @@ class Emulator:
         # The last mirrored requests with both answers, in memory only (mirror_sample.py).
         self.mirror_sample = MirrorSample(
             int(self._meta_default("mirror_sample", lambda: str(DEFAULT_CAPACITY)))
+        )
+        # `serve` may change the limits above before `start`: pools read them when made.
+        self.runtimes = Runtimes(
+            self.store,
+            self.operations,
+            state_dir=state_dir,
+            socket_dir=socket_dir,
+            limits=lambda: InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
         )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
@@ -212,8 +199,8 @@ class Emulator:
                 )
                 # The runtime exists before the first request: one that arrives while the
                 # instances start waits for them instead of finding no deployment.
-                self._runtime(endpoint, name, dep)
-                job = functools.partial(self._provision_deployment, endpoint, name, restart=True)
+                self.runtimes.ensure(endpoint, name, dep)
+                job = functools.partial(self.runtimes.provision, endpoint, name, restart=True)
                 self.operations.resume(job, provisions)
             else:
                 self.operations.end_interrupted(provisions + deletes, f"deployment '{name}' failed")
@@ -223,16 +210,11 @@ class Emulator:
 
     async def stop(self) -> None:
         await self.operations.stop()
-        await asyncio.gather(*(d.pool.stop() for d in self.deployments.values()))
-        self.deployments.clear()
+        await self.runtimes.stop()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.sampler.stop()
         await self.requests.stop()
         self.store.close()
-
-    @staticmethod
-    def _key(endpoint: str, deployment: str) -> tuple[str, str]:
-        return endpoint.lower(), deployment.lower()
 
     # endpoints
 
@@ -394,12 +376,10 @@ class Emulator:
         self.routes.pop(name.lower(), None)
         self.mirror_sample.clear(name)
         for dep in self.store.list_deployments(name):
-            runtime = self.deployments.pop(self._key(name, dep["name"]), None)
-            if runtime is not None:
-                await runtime.pool.stop()
+            await self.runtimes.drop(name, dep["name"])
         await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
         self.store.delete_endpoint(name)
-        shutil.rmtree(self._logs_dir(name), ignore_errors=True)
+        shutil.rmtree(self.runtimes.logs_dir(name), ignore_errors=True)
         self.operations.finish(op_id)
 
     # keys and tokens
@@ -550,8 +530,7 @@ class Emulator:
         violations += rules.check_request_timeout(endpoint, name, timeout_ms)
         _check(violations)
         probes = {
-            probe: {**_DEFAULT_PROBE, **_set_fields(props.get(probe))}
-            for probe in ("livenessProbe", "readinessProbe")
+            probe: probe_settings(props.get(probe)) for probe in ("livenessProbe", "readinessProbe")
         }
         model = self.assets.resolve("models", props.get("model"), what=f"model of '{name}'")
         code_config = props.get("codeConfiguration") or {}
@@ -610,7 +589,7 @@ class Emulator:
             doc["properties"]["_previousCapacity"] = existing["sku"]["capacity"]
         self.store.put_deployment(endpoint, doc)
         op_id = self.operations.new("deployment", f"{endpoint}/{name}")
-        self.operations.spawn(self._provision_deployment(endpoint, name, op_id))
+        self.operations.spawn(self.runtimes.provision(endpoint, name, op_id))
         return self.render_deployment(doc), op_id, existing is None
 
     @staticmethod
@@ -632,130 +611,6 @@ class Emulator:
         }
         merged["properties"].update(body.get("properties") or {})
         return self.put_deployment(endpoint, name, merged)
-
-    def _spec(self, doc: Doc) -> InstanceSpec:
-        props = doc["properties"]
-        env = props.get("environmentVariables") or {}
-        return InstanceSpec(
-            endpoint=props["endpointName"],
-            deployment=doc["name"],
-            code_dir=props["_codeDir"],
-            script=props["codeConfiguration"]["scoringScript"],
-            model_dir=props["_modelDir"],
-            env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
-            max_concurrency=int(props["requestSettings"]["maxConcurrentRequestsPerInstance"]),
-        )
-
-    def _logs_dir(self, endpoint: str) -> Path:
-        return self.state_dir / "logs" / endpoint.lower()
-
-    def _runtime(self, endpoint: str, name: str, doc: Doc) -> DeploymentRuntime:
-        """The deployment's runtime, created (with no instances yet) when it has none."""
-        key = self._key(endpoint, name)
-        runtime = self.deployments.get(key)
-        if runtime is None:
-            pool = DeploymentPool(
-                self._spec(doc),
-                socket_dir=self.socket_dir,
-                log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
-                limits=InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
-            )
-            # Requests that come while the first instances start are admitted (429) and
-            # timed out (408) as the deployment's settings say.
-            pool.desired = int(doc["sku"]["capacity"])
-            settings = doc["properties"]["requestSettings"]
-            runtime = DeploymentRuntime(
-                name,
-                parse_duration_ms(settings["requestTimeout"], what="requestTimeout"),
-                int(settings["maxConcurrentRequestsPerInstance"]),
-                pool,
-            )
-            self.deployments[key] = runtime
-        return runtime
-
-    async def _provision_deployment(
-        self, endpoint: str, name: str, op_id: str | None, *, restart: bool = False
-    ) -> None:
-        """Converge the deployment's instances on its stored spec, then record the outcome.
-
-        Whatever fails once the request was accepted ends the operation Failed with the
-        reason (in the operation and the deployment's log), and the previous instances
-        keep serving: nothing leaves a deployment Updating for ever.
-        """
-        try:
-            await self._converge_deployment(endpoint, name, op_id, restart=restart)
-        except InitFailed as exc:
-            error = (
-                f"Deployment '{name}' of endpoint '{endpoint}' failed: an instance did not start "
-                f"(its init() failed or it exited). See the deployment logs. {exc}"
-            )
-            self._record_failure(endpoint, name, op_id, error)
-        except Exception as exc:  # the operation must end, whatever broke
-            log.exception("provisioning deployment %s/%s failed", endpoint, name)
-            error = (
-                f"Deployment '{name}' of endpoint '{endpoint}' failed while it was provisioned: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            self._record_failure(endpoint, name, op_id, error)
-
-    async def _converge_deployment(
-        self, endpoint: str, name: str, op_id: str | None, *, restart: bool
-    ) -> None:
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is None:
-            self.operations.finish(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
-            return
-        spec = self._spec(doc)
-        count = int(doc["sku"]["capacity"])
-        runtime = self._runtime(endpoint, name, doc)
-        runtime.pool.liveness = _probe(doc["properties"].get("livenessProbe"))
-        runtime.pool.readiness = _probe(doc["properties"].get("readinessProbe"))
-        _storage_log(self._logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
-        verb = "Restarting" if restart else doc["properties"]["provisioningState"]
-        runtime.pool.write_log(f"{verb} deployment '{name}': {count} instance(s) of {spec.script}")
-        await runtime.pool.converge(spec, count)
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is None:
-            self.operations.finish(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
-            return
-        props = doc["properties"]
-        runtime.request_timeout_ms = parse_duration_ms(
-            props["requestSettings"]["requestTimeout"], what="requestTimeout"
-        )
-        runtime.max_concurrency = int(props["requestSettings"]["maxConcurrentRequestsPerInstance"])
-        props["_serving"] = True
-        if not (restart and props["provisioningState"] == "Failed"):
-            props["provisioningState"] = "Succeeded"
-        props.pop("_previous", None)
-        props.pop("_previousCapacity", None)
-        self.store.put_deployment(endpoint, doc)
-        self.operations.finish(op_id)
-
-    def _record_failure(self, endpoint: str, name: str, op_id: str | None, error: str) -> None:
-        """End a failed provisioning: the reason logged, the previous spec kept, the op Failed."""
-        log_path = self._logs_dir(endpoint) / f"{name.lower()}.log"
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(f"{stamp} emulator ERROR {error}\n")
-        except OSError:
-            # The log may be what failed; the operation still ends with the reason.
-            log.warning("cannot write the log of %s/%s: %s", endpoint, name, error)
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is not None:
-            props = doc["properties"]
-            if props.get("_previous"):
-                # An update that failed leaves the old instances serving; Azure keeps the
-                # old spec too and reports the failure on the deployment.
-                previous = props.pop("_previous")
-                doc["sku"]["capacity"] = props.pop("_previousCapacity", doc["sku"]["capacity"])
-                previous["provisioningState"] = "Failed"
-                doc["properties"] = previous
-            else:
-                props["provisioningState"] = "Failed"
-            self.store.put_deployment(endpoint, doc)
-        self.operations.finish(op_id, error)
 
     def delete_deployment(self, endpoint: str, name: str) -> str | None:
         endpoint_doc = self.store.get_endpoint(endpoint)
@@ -780,9 +635,7 @@ class Emulator:
         return op_id
 
     async def _finish_deployment_delete(self, endpoint: str, name: str, op_id: str | None) -> None:
-        runtime = self.deployments.pop(self._key(endpoint, name), None)
-        if runtime is not None:
-            await runtime.pool.stop()
+        await self.runtimes.drop(endpoint, name)
         self.store.delete_deployment(endpoint, name)
         endpoint_doc = self.store.get_endpoint(endpoint)
         if endpoint_doc is not None:
@@ -794,7 +647,7 @@ class Emulator:
             self.store.update_endpoint(endpoint_doc)
             self._set_route(endpoint_doc)
         for suffix in (".log", ".storage.log"):
-            remove_log(self._logs_dir(endpoint) / f"{name.lower()}{suffix}")
+            remove_log(self.runtimes.logs_dir(endpoint) / f"{name.lower()}{suffix}")
         self.operations.finish(op_id)
 
     def get_logs(self, endpoint: str, name: str, body: Doc) -> Doc:
@@ -812,7 +665,7 @@ class Emulator:
                 "BadArgument",
                 f"containerType must be InferenceServer or StorageInitializer, got {container!r}",
             )
-        path = self._logs_dir(endpoint) / f"{name.lower()}{suffix}"
+        path = self.runtimes.logs_dir(endpoint) / f"{name.lower()}{suffix}"
         return {"content": tail_file(path, tail)}
 
     def list_skus(self, endpoint: str, name: str) -> Doc:
@@ -833,18 +686,6 @@ class Emulator:
         }
 
 
-def _probe(settings: object) -> Probe:
-    """Probe settings of a deployment (ISO-8601 durations) in seconds."""
-    values = {**_DEFAULT_PROBE, **_set_fields(settings)}
-    return Probe(
-        initial_delay=parse_duration_ms(values["initialDelay"], what="initialDelay") / 1000,
-        period=parse_duration_ms(values["period"], what="period") / 1000,
-        timeout=parse_duration_ms(values["timeout"], what="timeout") / 1000,
-        success_threshold=int(values["successThreshold"]),
-        failure_threshold=int(values["failureThreshold"]),
-    )
-
-
 def _check_script(code: Doc, script: str, *, what: str) -> None:
     """The scoring script must be a file inside the code asset: no absolute path, no '..'."""
     root = Path(str(code["_local"])).resolve()
@@ -863,22 +704,3 @@ def _check_script(code: Doc, script: str, *, what: str) -> None:
             f"codeConfiguration.scoringScript of {what}: {bodies.show(script)} is not a file in "
             f"the code folder ({code.get('id', 'the code asset')})",
         )
-
-
-def _set_fields(values: object) -> Doc:
-    """The fields of a (checked) settings object that are given, not null."""
-    return {k: v for k, v in values.items() if v is not None} if isinstance(values, dict) else {}
-
-
-def _storage_log(path: Path, doc: Doc) -> None:
-    """The storage initializer's log: where the model and code were mounted from."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    props = doc["properties"]
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"{stamp} storage-initializer INFO model {props.get('model')}\n")
-        f.write(f"{stamp} storage-initializer INFO   mounted at {props['_modelDir']}\n")
-        f.write(
-            f"{stamp} storage-initializer INFO code {props['codeConfiguration'].get('codeId')}\n"
-        )
-        f.write(f"{stamp} storage-initializer INFO   mounted at {props['_codeDir']}\n")
