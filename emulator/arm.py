@@ -197,42 +197,42 @@ async def operation_result(request: Request, emulator: Emulator) -> Response:
 
 
 async def list_endpoints(request: Request, emulator: Emulator) -> Response:
-    return _listing([_with_etag(d) for d in emulator.list_endpoints()])
+    return _listing([_with_etag(d) for d in emulator.endpoints.list_all()])
 
 
 async def get_endpoint(request: Request, emulator: Emulator) -> Response:
-    return _resource(emulator.get_endpoint(request.path_params["endpoint"]))
+    return _resource(emulator.endpoints.get(request.path_params["endpoint"]))
 
 
 async def put_endpoint(request: Request, emulator: Emulator) -> Response:
     body = await _json(request)
     name = request.path_params["endpoint"]
     # No await from the check to the write: nothing else runs in between.
-    current = _current(lambda: emulator.get_endpoint(name))
+    current = _current(lambda: emulator.endpoints.get(name))
     _check_if_match(request, current, f"Endpoint '{name}'")
     if request.method == "PATCH":
-        doc, op_id, created = emulator.patch_endpoint(name, body)
+        doc, op_id, created = emulator.endpoints.patch(name, body)
     else:
-        doc, op_id, created = emulator.put_endpoint(name, body)
+        doc, op_id, created = emulator.endpoints.put(name, body)
     return _resource(
         doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
     )
 
 
 async def delete_endpoint(request: Request, emulator: Emulator) -> Response:
-    op_id = emulator.delete_endpoint(request.path_params["endpoint"])
+    op_id = emulator.endpoints.delete(request.path_params["endpoint"])
     if op_id is None:
         return Response(status_code=204)
     return Response(status_code=202, headers=_lro_headers(request, emulator, op_id))
 
 
 async def list_keys(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.list_keys(request.path_params["endpoint"]))
+    return JSONResponse(emulator.keys.list_keys(request.path_params["endpoint"]))
 
 
 async def regenerate_keys(request: Request, emulator: Emulator) -> Response:
     endpoint = request.path_params["endpoint"]
-    emulator.regenerate_key(endpoint, await _json(request))
+    emulator.keys.regenerate(endpoint, await _json(request))
     op_id = emulator.operations.new("regenerate-keys", endpoint)
     emulator.operations.finish(op_id)
     headers = _lro_headers(request, emulator, op_id)
@@ -241,7 +241,7 @@ async def regenerate_keys(request: Request, emulator: Emulator) -> Response:
 
 
 async def get_token(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.issue_token(request.path_params["endpoint"]))
+    return JSONResponse(emulator.keys.issue_token(request.path_params["endpoint"]))
 
 
 # deployments
@@ -294,7 +294,7 @@ async def list_skus(request: Request, emulator: Emulator) -> Response:
 async def mirrored_requests(request: Request, emulator: Emulator) -> Response:
     """The endpoint's last mirrored requests with both answers, newest first (emulator only)."""
     name = request.path_params["endpoint"]
-    emulator.get_endpoint(name)  # 404 for an unknown endpoint
+    emulator.endpoints.get(name)  # 404 for an unknown endpoint
     top = _top(request.query_params.get("top"))
     sample = emulator.mirror_sample
     return JSONResponse(

@@ -1147,7 +1147,7 @@ class Sampler:
         elapsed = max(now - self._last, 1e-3)
         self._last = now
         active = self.connections.active()
-        for route in list(self.emulator.routes.values()):
+        for route in list(self.emulator.endpoints.routes.values()):
             name = route.name.lower()
             opened = self.connections.opened[name] - self._opened[name]
             self._opened[name] = self.connections.opened[name]

@@ -33,11 +33,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import bodies
+from emulator.endpoints import EndpointRoute
 from emulator.instances import DeploymentPool, Instance
 from emulator.mirror_sample import Pending
 from emulator.requestlog import DROPPED
 from emulator.runtimes import DeploymentRuntime
-from emulator.service import Emulator, EndpointRoute
+from emulator.service import Emulator
 from emulator.upstream import Answer, Broken, NotReached, TooLarge
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ def data_plane(app: ASGIApp, emulator: Emulator) -> ASGIApp:
 async def score(emulator: Emulator, request: Request, endpoint: str) -> Response:
     """One scoring request, recorded in the request log."""
     started = time.perf_counter()
-    route = emulator.routes.get(endpoint.lower())
+    route = emulator.endpoints.routes.get(endpoint.lower())
     if route is None:
         return _error(404, f"Endpoint '{endpoint}' not found.")
     requested = request.headers.get(DEPLOYMENT_HEADER, "").strip()
@@ -102,7 +103,7 @@ async def _serve(
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return _error(401, f"Endpoint '{endpoint}' requires an Authorization: Bearer header."), b""
-    if not emulator.authorize(route, credential.strip()):
+    if not emulator.keys.authorize(route, credential.strip()):
         return _error(401, f"The key or token is not valid for endpoint '{endpoint}'."), b""
     try:
         body = await bodies.read_limited(request, emulator.max_body_bytes)

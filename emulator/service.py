@@ -9,38 +9,32 @@ before anything is stored: a refused request changes nothing.
 from __future__ import annotations
 
 import asyncio
-import base64
 import functools
-import hashlib
-import hmac
 import logging
 import secrets
-import shutil
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import bodies
 from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
 from emulator.bodies import parse_duration_ms
-from emulator.errors import ApiError
+from emulator.endpoints import EndpointRoute, Endpoints
+from emulator.errors import ApiError, check_rules
 from emulator.instances import (
     InstanceLimits,
     tail_file,
 )
+from emulator.keys import Keys
 from emulator.logfile import remove_log
 from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
 from emulator.monitor import Sampler
 from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
-from emulator.routing import MirrorGate, SmoothWeighted
 from emulator.runtimes import DeploymentRuntime, Runtimes, probe_settings
 from emulator.store import Doc, Store, utc_now
 from emulator.workspace import LOCATION, PROVIDER, RESOURCE_GROUP, WORKSPACE, LocalWorkspace
 from rollout import rules
-from rollout.errors import Violation
 
 log = logging.getLogger(__name__)
 
@@ -55,32 +49,7 @@ __all__ = [
     "EndpointRoute",
 ]
 
-TOKEN_LIFETIME_S = 24 * 3600
 _BUSY_STATES = ("Creating", "Updating", "Scaling", "Deleting")
-_ENDPOINT_OP_DELAY_S = 0.3
-
-
-def _check(violations: list[Violation]) -> None:
-    if violations:
-        raise ApiError.from_violations(violations)
-
-
-@dataclass
-class EndpointRoute:
-    """What the data plane needs of one endpoint, kept in memory."""
-
-    name: str
-    auth_mode: str
-    traffic: dict[str, int]
-    mirror: dict[str, int]
-    keys: tuple[str, str] = ("", "")
-    live: SmoothWeighted = field(init=False)
-    mirror_gate: MirrorGate = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.live = SmoothWeighted(self.traffic)
-        target = next(((d, p) for d, p in self.mirror.items() if p > 0), None)
-        self.mirror_gate = MirrorGate(*(target or (None, 0)))
 
 
 class Emulator:
@@ -92,9 +61,8 @@ class Emulator:
             subscription_id=self._meta_default("subscription_id", lambda: str(uuid.uuid4())),
             workspace_id=self._meta_default("workspace_id", lambda: str(uuid.uuid4())),
         )
-        self._token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
+        token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
         self.base_url = ""
-        self.routes: dict[str, EndpointRoute] = {}
         self.operations = Operations(self.store)
         self.background: set[asyncio.Task[None]] = set()
         retention_days = float(self._meta_default("retention_days", lambda: "7"))
@@ -128,7 +96,8 @@ class Emulator:
         self.mirror_sample = MirrorSample(
             int(self._meta_default("mirror_sample", lambda: str(DEFAULT_CAPACITY)))
         )
-        # `serve` may change the limits above before `start`: pools read them when made.
+        # `serve` may change the settings above before `start`: the collaborators read the
+        # ones they need when they use them.
         self.runtimes = Runtimes(
             self.store,
             self.operations,
@@ -136,6 +105,15 @@ class Emulator:
             socket_dir=socket_dir,
             limits=lambda: InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
         )
+        self.endpoints = Endpoints(
+            self.store,
+            self.operations,
+            self.runtimes,
+            workspace_path=self.workspace.path,
+            scoring_uri=self.scoring_uri,
+            on_deleted=lambda name: self.mirror_sample.clear(name),
+        )
+        self.keys = Keys(self.store, self.endpoints, token_secret=token_secret)
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
@@ -160,22 +138,7 @@ class Emulator:
         self.sampler.start()
         interrupted = Interrupted(self.store.list_operations("InProgress"))
         take = interrupted.take
-        endpoint_deletes: dict[str, tuple[str, list[str]]] = {}
-        for doc in self.store.list_endpoints():
-            name = doc["name"]
-            props = doc["properties"]
-            puts = take("endpoint", name)
-            if props["provisioningState"] == "Deleting":
-                self.operations.end_interrupted(puts, f"endpoint '{name}' is being deleted")
-                endpoint_deletes[name.lower()] = (name, take("endpoint-delete", name))
-                continue
-            if props["provisioningState"] in ("Creating", "Updating"):
-                props["provisioningState"] = "Succeeded"
-                self.store.update_endpoint(doc)
-            self._set_route(doc)
-            # An endpoint PUT is stored whole before its operation starts: it took effect.
-            for op_id in puts:
-                self.operations.finish(op_id)
+        endpoint_deletes = self.endpoints.restore(interrupted)
         for dep in self.store.list_deployments():
             endpoint = dep["properties"]["endpointName"]
             name = dep["name"]
@@ -204,8 +167,7 @@ class Emulator:
                 self.operations.resume(job, provisions)
             else:
                 self.operations.end_interrupted(provisions + deletes, f"deployment '{name}' failed")
-        for name, ops in endpoint_deletes.values():
-            self.operations.resume(functools.partial(self._finish_endpoint_delete, name), ops)
+        self.endpoints.resume_deletes(endpoint_deletes)
         self.operations.end_orphans(interrupted)
 
     async def stop(self) -> None:
@@ -216,254 +178,14 @@ class Emulator:
         await self.requests.stop()
         self.store.close()
 
-    # endpoints
-
-    def list_endpoints(self) -> list[Doc]:
-        return [self.render_endpoint(d) for d in self.store.list_endpoints()]
-
-    def _endpoint(self, name: str) -> Doc:
-        doc = self.store.get_endpoint(name)
-        if doc is None:
-            raise ApiError(
-                404,
-                "UserError",
-                f"Endpoint '{name}' not found in workspace '{WORKSPACE}'.",
-            )
-        return doc
-
-    def get_endpoint(self, name: str) -> Doc:
-        return self.render_endpoint(self._endpoint(name))
-
-    def render_endpoint(self, doc: Doc) -> Doc:
-        out = dict(doc)
-        props = dict(doc["properties"])
-        props["scoringUri"] = self.scoring_uri(doc["name"])
-        props["swaggerUri"] = None
-        props["keys"] = None
-        out["properties"] = props
-        return out
-
-    def put_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        """Create or replace an endpoint; returns (resource, operation id, created)."""
-        _check(rules.check_name("endpoint", name))
-        bodies.check_endpoint(name, body)
-        props = body.get("properties") or {}
-        existing = self.store.get_endpoint(name)
-        auth_mode = str(props.get("authMode") or "Key")
-        if auth_mode.lower() not in ("key", "amltoken", "aadtoken"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"authMode '{auth_mode}' of endpoint '{name}' must be Key, AMLToken or AADToken",
-            )
-        if props.get("compute"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"endpoint '{name}': Kubernetes compute '{props['compute']}' is not available on "
-                "the local emulator; it emulates managed online endpoints only",
-            )
-        deployments = [d["name"] for d in self.store.list_deployments(name)] if existing else []
-        traffic = props.get("traffic") or {}
-        mirror = props.get("mirrorTraffic") or {}
-        if not isinstance(traffic, dict) or not isinstance(mirror, dict):
-            raise ApiError(400, "BadArgument", f"traffic of endpoint '{name}' must be an object")
-        _check(rules.check_traffic(name, deployments, traffic, mirror))
-        now = utc_now()
-        if existing is not None:
-            if existing["properties"]["provisioningState"] == "Deleting":
-                raise ApiError(409, "Conflict", f"Endpoint '{name}' is being deleted.")
-            name = existing["name"]
-            system = dict(existing.get("systemData") or {})
-            system.update(lastModifiedAt=now, lastModifiedBy="local-user")
-            identity = existing.get("identity")
-        else:
-            system = {
-                "createdAt": now,
-                "createdBy": "local-user",
-                "createdByType": "User",
-                "lastModifiedAt": now,
-                "lastModifiedBy": "local-user",
-                "lastModifiedByType": "User",
-            }
-            identity = {
-                "type": "SystemAssigned",
-                "principalId": str(uuid.uuid4()),
-                "tenantId": str(uuid.UUID(int=0)),
-            }
-        canonical = {d.lower(): d for d in deployments}
-        doc: Doc = {
-            "id": f"{self.workspace.path}/onlineEndpoints/{name}",
-            "name": name,
-            "type": f"{PROVIDER}/workspaces/onlineEndpoints",
-            "location": body.get("location") or LOCATION,
-            "kind": body.get("kind") or "Managed",
-            "tags": body.get("tags") or {},
-            "identity": identity,
-            "systemData": system,
-            "properties": {
-                "authMode": {"key": "Key", "amltoken": "AMLToken", "aadtoken": "AADToken"}[
-                    auth_mode.lower()
-                ],
-                "description": props.get("description"),
-                "properties": props.get("properties") or {},
-                "traffic": {canonical.get(k.lower(), k): int(v) for k, v in traffic.items()},
-                "mirrorTraffic": {
-                    canonical.get(k.lower(), k): int(v) for k, v in mirror.items() if int(v) > 0
-                },
-                "publicNetworkAccess": props.get("publicNetworkAccess") or "Enabled",
-                "provisioningState": "Updating" if existing else "Creating",
-            },
-        }
-        op_id = self.operations.new("endpoint", name)
-        if existing is None:
-            self.store.insert_endpoint(doc, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
-        else:
-            self.store.update_endpoint(doc)
-        self.operations.spawn(self._finish_endpoint_put(name, op_id), [op_id])
-        return self.render_endpoint(doc), op_id, existing is None
-
-    def patch_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        """Update some fields of an endpoint: the rest is kept, as ARM PATCH does."""
-        current = self._endpoint(name)
-        bodies.check_endpoint(name, body)
-        merged: Doc = {
-            "location": current.get("location"),
-            "kind": current.get("kind"),
-            "tags": body.get("tags", current.get("tags")),
-            "properties": dict(current["properties"]),
-        }
-        merged["properties"].update(body.get("properties") or {})
-        return self.put_endpoint(name, merged)
-
-    async def _finish_endpoint_put(self, name: str, op_id: str) -> None:
-        await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
-        doc = self.store.get_endpoint(name)
-        if doc is None:
-            self.operations.finish(op_id, f"endpoint '{name}' was deleted")
-            return
-        if doc["properties"]["provisioningState"] == "Deleting":
-            # A delete came in meanwhile; marking the endpoint Succeeded would hide it.
-            self.operations.finish(op_id)
-            return
-        doc["properties"]["provisioningState"] = "Succeeded"
-        self.store.update_endpoint(doc)
-        self._set_route(doc)
-        self.operations.finish(op_id)
-
-    def _set_route(self, doc: Doc) -> None:
-        props = doc["properties"]
-        self.routes[doc["name"].lower()] = EndpointRoute(
-            name=doc["name"],
-            auth_mode=props["authMode"],
-            traffic={k: int(v) for k, v in (props.get("traffic") or {}).items()},
-            mirror={k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items()},
-            keys=self.store.get_keys(doc["name"]) or ("", ""),
-        )
-
-    def delete_endpoint(self, name: str) -> str | None:
-        """Start deleting an endpoint and its deployments; None when it is already gone."""
-        doc = self.store.get_endpoint(name)
-        if doc is None:
-            return None
-        doc["properties"]["provisioningState"] = "Deleting"
-        self.store.update_endpoint(doc)
-        op_id = self.operations.new("endpoint-delete", name)
-        self.operations.spawn(self._finish_endpoint_delete(doc["name"], op_id), [op_id])
-        return op_id
-
-    async def _finish_endpoint_delete(self, name: str, op_id: str | None) -> None:
-        self.routes.pop(name.lower(), None)
-        self.mirror_sample.clear(name)
-        for dep in self.store.list_deployments(name):
-            await self.runtimes.drop(name, dep["name"])
-        await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
-        self.store.delete_endpoint(name)
-        shutil.rmtree(self.runtimes.logs_dir(name), ignore_errors=True)
-        self.operations.finish(op_id)
-
-    # keys and tokens
-
-    def list_keys(self, name: str) -> Doc:
-        self._endpoint(name)
-        keys = self.store.get_keys(name)
-        assert keys is not None
-        return {"primaryKey": keys[0], "secondaryKey": keys[1]}
-
-    def regenerate_key(self, name: str, body: Doc) -> None:
-        self._endpoint(name)
-        key_type = str(body.get("keyType", "")).lower()
-        if key_type not in ("primary", "secondary"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"keyType must be 'Primary' or 'Secondary', got {body.get('keyType')!r}",
-            )
-        keys = self.store.get_keys(name) or ("", "")
-        current = keys[0] if key_type == "primary" else keys[1]
-        # azure-ai-ml sends the key's current value as keyValue; that must still regenerate.
-        value = body.get("keyValue")
-        if not value or value == current:
-            value = secrets.token_urlsafe(32)
-        self.store.set_key(name, key_type, str(value))
-        route = self.routes.get(name.lower())
-        if route is not None:
-            route.keys = self.store.get_keys(name) or ("", "")
-
-    def issue_token(self, name: str) -> Doc:
-        doc = self._endpoint(name)
-        if doc["properties"]["authMode"] != "AMLToken":
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"Endpoint '{name}' uses {doc['properties']['authMode']} auth; tokens are only "
-                "issued for endpoints with auth_mode aml_token. Use listKeys for keys.",
-            )
-        expiry = int(time.time()) + TOKEN_LIFETIME_S
-        payload = f"{doc['name'].lower()}|{expiry}|{secrets.token_hex(8)}"
-        signature = hmac.new(self._token_secret.encode(), payload.encode(), hashlib.sha256)
-        token = base64.urlsafe_b64encode(payload.encode()).decode() + "." + signature.hexdigest()
-        return {
-            "accessToken": token,
-            "expiryTimeUtc": expiry,
-            "refreshAfterTimeUtc": expiry - TOKEN_LIFETIME_S // 2,
-            "tokenType": "Bearer",
-        }
-
-    def authorize(self, route: EndpointRoute, presented: str) -> bool:
-        """Whether a scoring credential is valid for the endpoint (constant-time compares)."""
-        if route.auth_mode == "Key":
-            keys = route.keys
-            if not keys[0]:
-                return False
-            ok_primary = hmac.compare_digest(presented.encode(), keys[0].encode())
-            ok_secondary = hmac.compare_digest(presented.encode(), keys[1].encode())
-            return ok_primary or ok_secondary
-        if route.auth_mode == "AMLToken":
-            return self._verify_token(route.name, presented)
-        return False
-
-    def _verify_token(self, endpoint: str, token: str) -> bool:
-        encoded, _, signature = token.partition(".")
-        try:
-            payload = base64.urlsafe_b64decode(encoded.encode()).decode()
-        except (ValueError, UnicodeDecodeError):
-            return False
-        expected = hmac.new(self._token_secret.encode(), payload.encode(), hashlib.sha256)
-        if not hmac.compare_digest(expected.hexdigest(), signature):
-            return False
-        name, _, rest = payload.partition("|")
-        expiry = rest.partition("|")[0]
-        return name == endpoint.lower() and expiry.isdigit() and int(expiry) > time.time()
-
     # deployments
 
     def list_deployments(self, endpoint: str) -> list[Doc]:
-        self._endpoint(endpoint)
+        self.endpoints.stored(endpoint)
         return [self.render_deployment(d) for d in self.store.list_deployments(endpoint)]
 
     def _deployment(self, endpoint: str, name: str) -> Doc:
-        self._endpoint(endpoint)
+        self.endpoints.stored(endpoint)
         doc = self.store.get_deployment(endpoint, name)
         if doc is None:
             raise ApiError(
@@ -482,14 +204,14 @@ class Emulator:
         return out
 
     def put_deployment(self, endpoint: str, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        endpoint_doc = self._endpoint(endpoint)
+        endpoint_doc = self.endpoints.stored(endpoint)
         endpoint = endpoint_doc["name"]
         if endpoint_doc["properties"]["provisioningState"] == "Deleting":
             raise ApiError(409, "Conflict", f"Endpoint '{endpoint}' is being deleted.")
         existing = self.store.get_deployment(endpoint, name)
         if existing is None:
             names = [d["name"] for d in self.store.list_deployments(endpoint)]
-            _check(rules.check_new_deployment(endpoint, names, name))
+            check_rules(rules.check_new_deployment(endpoint, names, name))
         else:
             name = existing["name"]
             if existing["properties"]["provisioningState"] in _BUSY_STATES:
@@ -528,7 +250,7 @@ class Emulator:
             request["requestTimeout"], what=f"requestSettings.requestTimeout of {what}"
         )
         violations += rules.check_request_timeout(endpoint, name, timeout_ms)
-        _check(violations)
+        check_rules(violations)
         probes = {
             probe: probe_settings(props.get(probe)) for probe in ("livenessProbe", "readinessProbe")
         }
@@ -620,7 +342,7 @@ class Emulator:
         if doc is None:
             return None
         props = endpoint_doc["properties"]
-        _check(
+        check_rules(
             rules.check_delete_deployment(
                 endpoint_doc["name"],
                 doc["name"],
@@ -645,7 +367,7 @@ class Emulator:
                 values = props.get(field_name) or {}
                 props[field_name] = {k: v for k, v in values.items() if k.lower() != name.lower()}
             self.store.update_endpoint(endpoint_doc)
-            self._set_route(endpoint_doc)
+            self.endpoints.set_route(endpoint_doc)
         for suffix in (".log", ".storage.log"):
             remove_log(self.runtimes.logs_dir(endpoint) / f"{name.lower()}{suffix}")
         self.operations.finish(op_id)
