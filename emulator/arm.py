@@ -248,26 +248,26 @@ async def get_token(request: Request, emulator: Emulator) -> Response:
 
 
 async def list_deployments(request: Request, emulator: Emulator) -> Response:
-    docs = emulator.list_deployments(request.path_params["endpoint"])
+    docs = emulator.deployments.list_all(request.path_params["endpoint"])
     return _listing([_with_etag(d) for d in docs])
 
 
 async def get_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return _resource(emulator.get_deployment(p["endpoint"], p["deployment"]))
+    return _resource(emulator.deployments.get(p["endpoint"], p["deployment"]))
 
 
 async def put_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
     body = await _json(request)
     # No await from the check to the write: nothing else runs in between.
-    current = _current(lambda: emulator.get_deployment(p["endpoint"], p["deployment"]))
+    current = _current(lambda: emulator.deployments.get(p["endpoint"], p["deployment"]))
     what = f"Deployment '{p['deployment']}' of endpoint '{p['endpoint']}'"
     _check_if_match(request, current, what)
     if request.method == "PATCH":
-        doc, op_id, created = emulator.patch_deployment(p["endpoint"], p["deployment"], body)
+        doc, op_id, created = emulator.deployments.patch(p["endpoint"], p["deployment"], body)
     else:
-        doc, op_id, created = emulator.put_deployment(p["endpoint"], p["deployment"], body)
+        doc, op_id, created = emulator.deployments.put(p["endpoint"], p["deployment"], body)
     return _resource(
         doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
     )
@@ -275,7 +275,7 @@ async def put_deployment(request: Request, emulator: Emulator) -> Response:
 
 async def delete_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    op_id = emulator.delete_deployment(p["endpoint"], p["deployment"])
+    op_id = emulator.deployments.delete(p["endpoint"], p["deployment"])
     if op_id is None:
         return Response(status_code=204)
     return Response(status_code=202, headers=_lro_headers(request, emulator, op_id))
@@ -283,12 +283,14 @@ async def delete_deployment(request: Request, emulator: Emulator) -> Response:
 
 async def get_logs(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return JSONResponse(emulator.get_logs(p["endpoint"], p["deployment"], await _json(request)))
+    return JSONResponse(
+        emulator.deployments.get_logs(p["endpoint"], p["deployment"], await _json(request))
+    )
 
 
 async def list_skus(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return JSONResponse(emulator.list_skus(p["endpoint"], p["deployment"]))
+    return JSONResponse(emulator.deployments.list_skus(p["endpoint"], p["deployment"]))
 
 
 async def mirrored_requests(request: Request, emulator: Emulator) -> Response:
