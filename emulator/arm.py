@@ -30,7 +30,8 @@ from emulator import bodies
 from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.errors import ApiError, bad_argument
 from emulator.mirror_sample import DEFAULT_CAPACITY
-from emulator.service import LOCATION, PROVIDER, Emulator
+from emulator.service import Emulator
+from emulator.workspace import LOCATION, PROVIDER
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 raise ApiError(401, "AuthenticationFailed", UNAUTHORIZED)
             params = request.path_params
             if "rg" in params:
-                emulator.check_scope(params["sub"], params["rg"], params["ws"])
+                emulator.workspace.check_scope(params["sub"], params["rg"], params["ws"])
             return await handler(request, emulator)
         except ApiError as exc:
             if exc.status >= 500:
@@ -77,8 +78,8 @@ async def _json(request: Request) -> dict[str, Any]:
 def _lro_headers(request: Request, emulator: Emulator, op_id: str) -> dict[str, str]:
     api = request.query_params.get("api-version", "2023-04-01")
     ops = (
-        f"{emulator.base_url}/subscriptions/{emulator.subscription_id}/providers/{PROVIDER}"
-        f"/locations/{LOCATION}"
+        f"{emulator.base_url}/subscriptions/{emulator.workspace.subscription_id}"
+        f"/providers/{PROVIDER}/locations/{LOCATION}"
     )
     return {
         "Azure-AsyncOperation": f"{ops}/mfeOperationsStatus/{op_id}?api-version={api}",
@@ -166,14 +167,14 @@ def _current(read: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
 
 
 async def get_workspace(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.workspace_doc())
+    return JSONResponse(emulator.workspace.doc())
 
 
 # operations
 
 
 async def operation_status(request: Request, emulator: Emulator) -> Response:
-    doc = emulator.get_operation(request.path_params["op"])
+    doc = emulator.operations.get(request.path_params["op"])
     body = {
         k: v
         for k, v in doc.items()
@@ -183,7 +184,7 @@ async def operation_status(request: Request, emulator: Emulator) -> Response:
 
 
 async def operation_result(request: Request, emulator: Emulator) -> Response:
-    doc = emulator.get_operation(request.path_params["op"])
+    doc = emulator.operations.get(request.path_params["op"])
     if doc["status"] == "InProgress":
         return Response(status_code=202, headers=_lro_headers(request, emulator, doc["id"]))
     if doc["status"] == "Failed":
@@ -196,77 +197,77 @@ async def operation_result(request: Request, emulator: Emulator) -> Response:
 
 
 async def list_endpoints(request: Request, emulator: Emulator) -> Response:
-    return _listing([_with_etag(d) for d in emulator.list_endpoints()])
+    return _listing([_with_etag(d) for d in emulator.endpoints.list_all()])
 
 
 async def get_endpoint(request: Request, emulator: Emulator) -> Response:
-    return _resource(emulator.get_endpoint(request.path_params["endpoint"]))
+    return _resource(emulator.endpoints.get(request.path_params["endpoint"]))
 
 
 async def put_endpoint(request: Request, emulator: Emulator) -> Response:
     body = await _json(request)
     name = request.path_params["endpoint"]
     # No await from the check to the write: nothing else runs in between.
-    current = _current(lambda: emulator.get_endpoint(name))
+    current = _current(lambda: emulator.endpoints.get(name))
     _check_if_match(request, current, f"Endpoint '{name}'")
     if request.method == "PATCH":
-        doc, op_id, created = emulator.patch_endpoint(name, body)
+        doc, op_id, created = emulator.endpoints.patch(name, body)
     else:
-        doc, op_id, created = emulator.put_endpoint(name, body)
+        doc, op_id, created = emulator.endpoints.put(name, body)
     return _resource(
         doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
     )
 
 
 async def delete_endpoint(request: Request, emulator: Emulator) -> Response:
-    op_id = emulator.delete_endpoint(request.path_params["endpoint"])
+    op_id = emulator.endpoints.delete(request.path_params["endpoint"])
     if op_id is None:
         return Response(status_code=204)
     return Response(status_code=202, headers=_lro_headers(request, emulator, op_id))
 
 
 async def list_keys(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.list_keys(request.path_params["endpoint"]))
+    return JSONResponse(emulator.keys.list_keys(request.path_params["endpoint"]))
 
 
 async def regenerate_keys(request: Request, emulator: Emulator) -> Response:
     endpoint = request.path_params["endpoint"]
-    emulator.regenerate_key(endpoint, await _json(request))
-    op_id = emulator.new_operation("regenerate-keys", endpoint)
-    emulator.finish_operation(op_id)
+    emulator.keys.regenerate(endpoint, await _json(request))
+    op_id = emulator.operations.new("regenerate-keys", endpoint)
+    emulator.operations.finish(op_id)
     headers = _lro_headers(request, emulator, op_id)
     del headers["Azure-AsyncOperation"]
     return Response(status_code=202, headers=headers)
 
 
 async def get_token(request: Request, emulator: Emulator) -> Response:
-    return JSONResponse(emulator.issue_token(request.path_params["endpoint"]))
+    return JSONResponse(emulator.keys.issue_token(request.path_params["endpoint"]))
 
 
 # deployments
 
 
 async def list_deployments(request: Request, emulator: Emulator) -> Response:
-    docs = emulator.list_deployments(request.path_params["endpoint"])
+    docs = emulator.deployments.list_all(request.path_params["endpoint"])
     return _listing([_with_etag(d) for d in docs])
 
 
 async def get_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return _resource(emulator.get_deployment(p["endpoint"], p["deployment"]))
+    return _resource(emulator.deployments.get(p["endpoint"], p["deployment"]))
 
 
 async def put_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
     body = await _json(request)
     # No await from the check to the write: nothing else runs in between.
-    current = _current(lambda: emulator.get_deployment(p["endpoint"], p["deployment"]))
+    current = _current(lambda: emulator.deployments.get(p["endpoint"], p["deployment"]))
     what = f"Deployment '{p['deployment']}' of endpoint '{p['endpoint']}'"
     _check_if_match(request, current, what)
     if request.method == "PATCH":
-        doc, op_id, created = emulator.patch_deployment(p["endpoint"], p["deployment"], body)
+        doc, op_id, created = emulator.deployments.patch(p["endpoint"], p["deployment"], body)
     else:
-        doc, op_id, created = emulator.put_deployment(p["endpoint"], p["deployment"], body)
+        doc, op_id, created = emulator.deployments.put(p["endpoint"], p["deployment"], body)
     return _resource(
         doc, status_code=201 if created else 200, headers=_lro_headers(request, emulator, op_id)
     )
@@ -274,7 +275,7 @@ async def put_deployment(request: Request, emulator: Emulator) -> Response:
 
 async def delete_deployment(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    op_id = emulator.delete_deployment(p["endpoint"], p["deployment"])
+    op_id = emulator.deployments.delete(p["endpoint"], p["deployment"])
     if op_id is None:
         return Response(status_code=204)
     return Response(status_code=202, headers=_lro_headers(request, emulator, op_id))
@@ -282,18 +283,20 @@ async def delete_deployment(request: Request, emulator: Emulator) -> Response:
 
 async def get_logs(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return JSONResponse(emulator.get_logs(p["endpoint"], p["deployment"], await _json(request)))
+    return JSONResponse(
+        emulator.deployments.get_logs(p["endpoint"], p["deployment"], await _json(request))
+    )
 
 
 async def list_skus(request: Request, emulator: Emulator) -> Response:
     p = request.path_params
-    return JSONResponse(emulator.list_skus(p["endpoint"], p["deployment"]))
+    return JSONResponse(emulator.deployments.list_skus(p["endpoint"], p["deployment"]))
 
 
 async def mirrored_requests(request: Request, emulator: Emulator) -> Response:
     """The endpoint's last mirrored requests with both answers, newest first (emulator only)."""
     name = request.path_params["endpoint"]
-    emulator.get_endpoint(name)  # 404 for an unknown endpoint
+    emulator.endpoints.get(name)  # 404 for an unknown endpoint
     top = _top(request.query_params.get("top"))
     sample = emulator.mirror_sample
     return JSONResponse(

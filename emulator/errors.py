@@ -36,3 +36,9 @@ class ApiError(Exception):
 
 def bad_argument(message: str) -> ApiError:
     return ApiError(400, "BadArgument", message)
+
+
+def check_rules(violations: list[Violation]) -> None:
+    """Refuse the request (400, every violation named) when a rule of `rollout.rules` broke."""
+    if violations:
+        raise ApiError.from_violations(violations)

@@ -971,12 +971,12 @@ def _resolve(
                 f"Resource id '{rid}' is not in subscription '{subscription}' of the request; "
                 "a batch queries one subscription."
             )
-        if scope.lower() != emulator.workspace_path.lower():
+        if scope.lower() != emulator.workspace.path.lower():
             raise MetricsError(
                 404,
                 "ResourceNotFound",
                 f"The resource '{rid}' was not found: this emulator's workspace is "
-                f"'{emulator.workspace_path}'.",
+                f"'{emulator.workspace.path}'.",
             )
         endpoint, deployment = match["endpoint"], match["deployment"]
         doc = emulator.store.get_endpoint(endpoint)
@@ -1017,7 +1017,7 @@ async def get_batch(request: Request) -> Response:
         now = time.time()
         query = parse_query(params, key, now=now)
         unknown = [r for r in resources if not _known(emulator, r)]
-        region = str(emulator.workspace_doc()["location"])
+        region = str(emulator.workspace.doc()["location"])
         reader = emulator.requests.reader()
 
         def run() -> dict[str, Any]:
@@ -1139,7 +1139,7 @@ class Sampler:
         now = time.time()
         targets = [
             (runtime.pool.spec.endpoint, runtime.name, i.id, i.pid, instance_state(i))
-            for runtime in list(self.emulator.deployments.values())
+            for runtime in self.emulator.runtimes.values()
             for i in runtime.pool.instances
             if not i.retired
         ]
@@ -1147,7 +1147,7 @@ class Sampler:
         elapsed = max(now - self._last, 1e-3)
         self._last = now
         active = self.connections.active()
-        for route in list(self.emulator.routes.values()):
+        for route in list(self.emulator.endpoints.routes.values()):
             name = route.name.lower()
             opened = self.connections.opened[name] - self._opened[name]
             self._opened[name] = self.connections.opened[name]

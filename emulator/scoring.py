@@ -33,10 +33,12 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import bodies
+from emulator.endpoints import EndpointRoute
 from emulator.instances import DeploymentPool, Instance
 from emulator.mirror_sample import Pending
 from emulator.requestlog import DROPPED
-from emulator.service import DeploymentRuntime, Emulator, EndpointRoute
+from emulator.runtimes import DeploymentRuntime
+from emulator.service import Emulator
 from emulator.upstream import Answer, Broken, NotReached, TooLarge
 
 log = logging.getLogger(__name__)
@@ -76,7 +78,7 @@ def data_plane(app: ASGIApp, emulator: Emulator) -> ASGIApp:
 async def score(emulator: Emulator, request: Request, endpoint: str) -> Response:
     """One scoring request, recorded in the request log."""
     started = time.perf_counter()
-    route = emulator.routes.get(endpoint.lower())
+    route = emulator.endpoints.routes.get(endpoint.lower())
     if route is None:
         return _error(404, f"Endpoint '{endpoint}' not found.")
     requested = request.headers.get(DEPLOYMENT_HEADER, "").strip()
@@ -101,7 +103,7 @@ async def _serve(
     scheme, _, credential = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return _error(401, f"Endpoint '{endpoint}' requires an Authorization: Bearer header."), b""
-    if not emulator.authorize(route, credential.strip()):
+    if not emulator.keys.authorize(route, credential.strip()):
         return _error(401, f"The key or token is not valid for endpoint '{endpoint}'."), b""
     try:
         body = await bodies.read_limited(request, emulator.max_body_bytes)
@@ -119,7 +121,7 @@ async def _serve(
             return _error(404, NO_POSITIVE_WEIGHT), body
         name = chosen
         mirror_to = route.mirror_gate.next()
-    runtime = emulator.deployments.get((endpoint.lower(), name.lower()))
+    runtime = emulator.runtimes.get(endpoint, name)
     if runtime is None:
         return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'."), body
     if mirror_to is not None:
@@ -297,7 +299,7 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
     Returns the mirror sample's entry for the copy sent, for the caller to complete with
     the live answer; None when nothing is sent or the sample keeps none.
     """
-    runtime = emulator.deployments.get((endpoint.lower(), deployment.lower()))
+    runtime = emulator.runtimes.get(endpoint, deployment)
     if runtime is None:
         return None
     started = time.perf_counter()

@@ -36,9 +36,10 @@ from emulator.instances import SOCKET_NAME_MAX
 from emulator.latency import check_latency_ms, delayed
 from emulator.mirror_sample import MirrorSample, check_capacity
 from emulator.privacy import make_private
-from emulator.service import LOCATION, RESOURCE_GROUP, WORKSPACE, Emulator
+from emulator.service import Emulator
 from emulator.store import Store
 from emulator.tls import ensure_tls
+from emulator.workspace import LOCATION, RESOURCE_GROUP, WORKSPACE
 
 log = logging.getLogger(__name__)
 

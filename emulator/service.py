@@ -1,97 +1,53 @@
-"""The emulator's domain: endpoints, deployments, keys, assets and long-running operations.
+"""The emulator's domain: one object that holds the state directory's workspace and its parts.
 
-`Emulator` owns the SQLite store, the running instance pools and the routing tables.
+`Emulator` reads the settings and ids kept in the state directory (the SQLite store's
+meta table), builds the collaborators that each own one concept, and starts and stops
+them together:
+
+- `workspace` (workspace.py): the workspace's ids and scope;
+- `operations` (operations.py): long-running operations and the background work;
+- `endpoints` (endpoints.py): endpoints and the routes the data plane reads;
+- `keys` (keys.py): endpoint keys and tokens;
+- `deployments` (deployments.py): deployments as ARM resources;
+- `runtimes` (runtimes.py): the instance pools of running deployments;
+- `assets` (assets.py): model, code and environment versions.
+
 The HTTP layers (`arm.py` for the control plane, `scoring.py` for the data plane) only
-translate requests into calls here. Every change is validated with `rollout.rules`
+translate requests into calls on these. Every change is validated with `rollout.rules`
 before anything is stored: a refused request changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import functools
-import hashlib
-import hmac
-import logging
 import secrets
-import shutil
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
-from emulator import bodies
 from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
-from emulator.bodies import parse_duration_ms
-from emulator.errors import ApiError
-from emulator.instances import (
-    DeploymentPool,
-    InitFailed,
-    InstanceLimits,
-    InstanceSpec,
-    Probe,
-    tail_file,
-)
-from emulator.logfile import remove_log
+from emulator.deployments import Deployments
+from emulator.endpoints import EndpointRoute, Endpoints
+from emulator.instances import InstanceLimits
+from emulator.keys import Keys
 from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
 from emulator.monitor import Sampler
+from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
-from emulator.routing import MirrorGate, SmoothWeighted
-from emulator.store import Doc, Store, utc_now
-from rollout import rules
-from rollout.errors import Violation
+from emulator.runtimes import DeploymentRuntime, Runtimes
+from emulator.store import Store
+from emulator.workspace import LOCATION, PROVIDER, RESOURCE_GROUP, WORKSPACE, LocalWorkspace
 
-log = logging.getLogger(__name__)
-
-PROVIDER = "Microsoft.MachineLearningServices"
-LOCATION = "local"
-RESOURCE_GROUP = "bluegreen-local"
-WORKSPACE = "emulator"
-TOKEN_LIFETIME_S = 24 * 3600
-_BUSY_STATES = ("Creating", "Updating", "Scaling", "Deleting")
-_ENDPOINT_OP_DELAY_S = 0.3
-_DEFAULT_PROBE = {
-    "initialDelay": "PT10S",
-    "period": "PT10S",
-    "timeout": "PT2S",
-    "successThreshold": 1,
-    "failureThreshold": 30,
-}
-
-
-def _check(violations: list[Violation]) -> None:
-    if violations:
-        raise ApiError.from_violations(violations)
-
-
-@dataclass
-class EndpointRoute:
-    """What the data plane needs of one endpoint, kept in memory."""
-
-    name: str
-    auth_mode: str
-    traffic: dict[str, int]
-    mirror: dict[str, int]
-    keys: tuple[str, str] = ("", "")
-    live: SmoothWeighted = field(init=False)
-    mirror_gate: MirrorGate = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.live = SmoothWeighted(self.traffic)
-        target = next(((d, p) for d, p in self.mirror.items() if p > 0), None)
-        self.mirror_gate = MirrorGate(*(target or (None, 0)))
-
-
-@dataclass
-class DeploymentRuntime:
-    """A deployment's serving settings and instance pool."""
-
-    name: str
-    request_timeout_ms: int
-    max_concurrency: int
-    pool: DeploymentPool
+# Imported from here by code written before the split into modules.
+__all__ = [
+    "LOCATION",
+    "PROVIDER",
+    "RESOURCE_GROUP",
+    "WORKSPACE",
+    "DeploymentRuntime",
+    "Emulator",
+    "EndpointRoute",
+]
 
 
 class Emulator:
@@ -99,13 +55,13 @@ class Emulator:
         self.state_dir = state_dir
         self.socket_dir = socket_dir
         self.store = Store(state_dir / "state.db")
-        self.subscription_id = self._meta_default("subscription_id", lambda: str(uuid.uuid4()))
-        self.workspace_id = self._meta_default("workspace_id", lambda: str(uuid.uuid4()))
-        self._token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
+        self.workspace = LocalWorkspace(
+            subscription_id=self._meta_default("subscription_id", lambda: str(uuid.uuid4())),
+            workspace_id=self._meta_default("workspace_id", lambda: str(uuid.uuid4())),
+        )
+        token_secret = self._meta_default("token_secret", lambda: secrets.token_hex(32))
         self.base_url = ""
-        self.routes: dict[str, EndpointRoute] = {}
-        self.deployments: dict[tuple[str, str], DeploymentRuntime] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.operations = Operations(self.store)
         self.background: set[asyncio.Task[None]] = set()
         retention_days = float(self._meta_default("retention_days", lambda: "7"))
         self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
@@ -115,7 +71,7 @@ class Emulator:
         self.assets = Assets(
             self.store,
             AssetFiles(state_dir, max_bytes=int(max_asset * 2**20)),
-            workspace_path=self.workspace_path,
+            workspace_path=self.workspace.path,
             workspace=WORKSPACE,
             resource_type=f"{PROVIDER}/workspaces",
         )
@@ -138,6 +94,32 @@ class Emulator:
         self.mirror_sample = MirrorSample(
             int(self._meta_default("mirror_sample", lambda: str(DEFAULT_CAPACITY)))
         )
+        # `serve` may change the settings above before `start`: the collaborators read the
+        # ones they need when they use them.
+        self.runtimes = Runtimes(
+            self.store,
+            self.operations,
+            state_dir=state_dir,
+            socket_dir=socket_dir,
+            limits=lambda: InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
+        )
+        self.endpoints = Endpoints(
+            self.store,
+            self.operations,
+            self.runtimes,
+            workspace_path=self.workspace.path,
+            scoring_uri=self.scoring_uri,
+            on_deleted=lambda name: self.mirror_sample.clear(name),
+        )
+        self.keys = Keys(self.store, self.endpoints, token_secret=token_secret)
+        self.deployments = Deployments(
+            self.store,
+            self.operations,
+            self.endpoints,
+            self.runtimes,
+            self.assets,
+            workspace_path=self.workspace.path,
+        )
 
     def _meta_default(self, key: str, make: Callable[[], str]) -> str:
         value = self.store.get_meta(key)
@@ -146,39 +128,8 @@ class Emulator:
             self.store.set_meta(key, value)
         return value
 
-    # ids
-
-    @property
-    def workspace_path(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{RESOURCE_GROUP}"
-            f"/providers/{PROVIDER}/workspaces/{WORKSPACE}"
-        )
-
-    def check_scope(self, subscription: str, resource_group: str, workspace: str) -> None:
-        if subscription.lower() != self.subscription_id.lower():
-            raise ApiError(
-                404,
-                "SubscriptionNotFound",
-                f"The subscription '{subscription}' could not be found.",
-            )
-        if resource_group.lower() != RESOURCE_GROUP:
-            raise ApiError(
-                404,
-                "ResourceGroupNotFound",
-                f"Resource group '{resource_group}' could not be found.",
-            )
-        if workspace.lower() != WORKSPACE:
-            raise ApiError(
-                404,
-                "WorkspaceNotFound",
-                f"Workspace '{workspace}' not found in resource group '{resource_group}'.",
-            )
-
     def scoring_uri(self, endpoint: str) -> str:
         return f"{self.base_url}/online/{endpoint}/score"
-
-    # startup and shutdown
 
     async def start(self) -> None:
         """Bring back every endpoint and deployment from the store and finish interrupted work.
@@ -189,814 +140,16 @@ class Emulator:
         """
         self.requests.start()
         self.sampler.start()
-        unfinished: dict[tuple[str, str], list[str]] = {}
-        for op in self.store.list_operations("InProgress"):
-            key = (str(op.get("kind")), str(op.get("target")).lower())
-            unfinished.setdefault(key, []).append(op["id"])
-
-        def take(kind: str, target: str) -> list[str]:
-            return unfinished.pop((kind, target.lower()), [])
-
-        endpoint_deletes: dict[str, tuple[str, list[str]]] = {}
-        for doc in self.store.list_endpoints():
-            name = doc["name"]
-            props = doc["properties"]
-            puts = take("endpoint", name)
-            if props["provisioningState"] == "Deleting":
-                self._end_interrupted(puts, f"endpoint '{name}' is being deleted")
-                endpoint_deletes[name.lower()] = (name, take("endpoint-delete", name))
-                continue
-            if props["provisioningState"] in ("Creating", "Updating"):
-                props["provisioningState"] = "Succeeded"
-                self.store.update_endpoint(doc)
-            self._set_route(doc)
-            # An endpoint PUT is stored whole before its operation starts: it took effect.
-            for op_id in puts:
-                self.finish_operation(op_id)
-        for dep in self.store.list_deployments():
-            endpoint = dep["properties"]["endpointName"]
-            name = dep["name"]
-            provisions = take("deployment", f"{endpoint}/{name}")
-            deletes = take("deployment-delete", f"{endpoint}/{name}")
-            state = dep["properties"]["provisioningState"]
-            if endpoint.lower() in endpoint_deletes:
-                # Deleting the endpoint deletes this deployment too: it never starts again.
-                self._end_interrupted(provisions, f"endpoint '{endpoint}' is being deleted")
-                endpoint_deletes[endpoint.lower()][1].extend(deletes)
-            elif state == "Deleting":
-                self._end_interrupted(provisions, f"deployment '{name}' is being deleted")
-                job = functools.partial(self._finish_deployment_delete, endpoint, name)
-                self._resume(job, deletes)
-            elif state != "Failed" or dep["properties"].get("_serving"):
-                # A deployment that failed on creation never had instances to bring back.
-                self._end_interrupted(deletes, f"deployment '{name}' is not being deleted")
-                # The runtime exists before the first request: one that arrives while the
-                # instances start waits for them instead of finding no deployment.
-                self._runtime(endpoint, name, dep)
-                job = functools.partial(self._provision_deployment, endpoint, name, restart=True)
-                self._resume(job, provisions)
-            else:
-                self._end_interrupted(provisions + deletes, f"deployment '{name}' failed")
-        for name, ops in endpoint_deletes.values():
-            self._resume(functools.partial(self._finish_endpoint_delete, name), ops)
-        for (kind, target), ops in unfinished.items():
-            if kind in ("endpoint-delete", "deployment-delete"):
-                for op_id in ops:  # deleted before the crash, only the operation was left
-                    self.finish_operation(op_id)
-            else:
-                self._end_interrupted(ops, f"'{target}' no longer exists")
-
-    def _resume(self, job: Callable[[str | None], Awaitable[None]], ops: list[str]) -> None:
-        """Run interrupted work again under its operation id; duplicate ids end the same way."""
-
-        async def run() -> None:
-            await job(ops[0] if ops else None)
-            first = self.store.get_operation(ops[0]) if ops else None
-            error = ((first or {}).get("error") or {}).get("message")
-            for op_id in ops[1:]:
-                self.finish_operation(op_id, error)
-
-        self._spawn(run(), ops)
-
-    def _end_interrupted(self, ops: list[str], reason: str) -> None:
-        for op_id in ops:
-            self.finish_operation(op_id, f"interrupted by an emulator restart; {reason}")
+        interrupted = Interrupted(self.store.list_operations("InProgress"))
+        deleting = self.endpoints.restore(interrupted)
+        self.deployments.restore(interrupted, deleting)
+        self.endpoints.resume_deletes(deleting)
+        self.operations.end_orphans(interrupted)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(d.pool.stop() for d in self.deployments.values()))
-        self.deployments.clear()
+        await self.operations.stop()
+        await self.runtimes.stop()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.sampler.stop()
         await self.requests.stop()
         self.store.close()
-
-    def _spawn(self, coro: Awaitable[None], ops: Sequence[str] = ()) -> None:
-        """Run `coro` in the background; `ops` that it leaves unfinished by failing end Failed."""
-
-        async def run() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("background operation failed")
-                for op_id in ops:
-                    doc = self.store.get_operation(op_id)
-                    if doc is not None and doc["status"] == "InProgress":
-                        self.finish_operation(op_id, f"the emulator failed: {exc}")
-
-        task = asyncio.create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    def _key(endpoint: str, deployment: str) -> tuple[str, str]:
-        return endpoint.lower(), deployment.lower()
-
-    # workspace
-
-    def workspace_doc(self) -> Doc:
-        return {
-            "id": self.workspace_path,
-            "name": WORKSPACE,
-            "type": f"{PROVIDER}/workspaces",
-            "location": LOCATION,
-            "kind": "Default",
-            "tags": {},
-            "identity": {"type": "SystemAssigned"},
-            "properties": {
-                "friendlyName": "bluegreen local emulator",
-                "description": "Local emulator of Azure ML managed online endpoints",
-                "workspaceId": self.workspace_id,
-                "provisioningState": "Succeeded",
-                "publicNetworkAccess": "Enabled",
-                "hbiWorkspace": False,
-            },
-        }
-
-    # long-running operations
-
-    def new_operation(self, kind: str, target: str) -> str:
-        op_id = str(uuid.uuid4())
-        self.store.put_operation(
-            op_id,
-            {
-                "id": op_id,
-                "name": op_id,
-                "kind": kind,
-                "target": target,
-                "status": "InProgress",
-                "startTime": utc_now(),
-            },
-        )
-        return op_id
-
-    def finish_operation(self, op_id: str | None, error: str | None = None) -> None:
-        if op_id is None:
-            return
-        doc = self.store.get_operation(op_id)
-        if doc is None:
-            return
-        doc["status"] = "Failed" if error else "Succeeded"
-        doc["endTime"] = utc_now()
-        if error:
-            doc["error"] = {"code": "DeploymentFailed", "message": error}
-        self.store.put_operation(op_id, doc)
-
-    def get_operation(self, op_id: str) -> Doc:
-        doc = self.store.get_operation(op_id)
-        if doc is None:
-            raise ApiError(404, "NotFound", f"Operation '{op_id}' not found.")
-        return doc
-
-    # endpoints
-
-    def list_endpoints(self) -> list[Doc]:
-        return [self.render_endpoint(d) for d in self.store.list_endpoints()]
-
-    def _endpoint(self, name: str) -> Doc:
-        doc = self.store.get_endpoint(name)
-        if doc is None:
-            raise ApiError(
-                404,
-                "UserError",
-                f"Endpoint '{name}' not found in workspace '{WORKSPACE}'.",
-            )
-        return doc
-
-    def get_endpoint(self, name: str) -> Doc:
-        return self.render_endpoint(self._endpoint(name))
-
-    def render_endpoint(self, doc: Doc) -> Doc:
-        out = dict(doc)
-        props = dict(doc["properties"])
-        props["scoringUri"] = self.scoring_uri(doc["name"])
-        props["swaggerUri"] = None
-        props["keys"] = None
-        out["properties"] = props
-        return out
-
-    def put_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        """Create or replace an endpoint; returns (resource, operation id, created)."""
-        _check(rules.check_name("endpoint", name))
-        bodies.check_endpoint(name, body)
-        props = body.get("properties") or {}
-        existing = self.store.get_endpoint(name)
-        auth_mode = str(props.get("authMode") or "Key")
-        if auth_mode.lower() not in ("key", "amltoken", "aadtoken"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"authMode '{auth_mode}' of endpoint '{name}' must be Key, AMLToken or AADToken",
-            )
-        if props.get("compute"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"endpoint '{name}': Kubernetes compute '{props['compute']}' is not available on "
-                "the local emulator; it emulates managed online endpoints only",
-            )
-        deployments = [d["name"] for d in self.store.list_deployments(name)] if existing else []
-        traffic = props.get("traffic") or {}
-        mirror = props.get("mirrorTraffic") or {}
-        if not isinstance(traffic, dict) or not isinstance(mirror, dict):
-            raise ApiError(400, "BadArgument", f"traffic of endpoint '{name}' must be an object")
-        _check(rules.check_traffic(name, deployments, traffic, mirror))
-        now = utc_now()
-        if existing is not None:
-            if existing["properties"]["provisioningState"] == "Deleting":
-                raise ApiError(409, "Conflict", f"Endpoint '{name}' is being deleted.")
-            name = existing["name"]
-            system = dict(existing.get("systemData") or {})
-            system.update(lastModifiedAt=now, lastModifiedBy="local-user")
-            identity = existing.get("identity")
-        else:
-            system = {
-                "createdAt": now,
-                "createdBy": "local-user",
-                "createdByType": "User",
-                "lastModifiedAt": now,
-                "lastModifiedBy": "local-user",
-                "lastModifiedByType": "User",
-            }
-            identity = {
-                "type": "SystemAssigned",
-                "principalId": str(uuid.uuid4()),
-                "tenantId": str(uuid.UUID(int=0)),
-            }
-        canonical = {d.lower(): d for d in deployments}
-        doc: Doc = {
-            "id": f"{self.workspace_path}/onlineEndpoints/{name}",
-            "name": name,
-            "type": f"{PROVIDER}/workspaces/onlineEndpoints",
-            "location": body.get("location") or LOCATION,
-            "kind": body.get("kind") or "Managed",
-            "tags": body.get("tags") or {},
-            "identity": identity,
-            "systemData": system,
-            "properties": {
-                "authMode": {"key": "Key", "amltoken": "AMLToken", "aadtoken": "AADToken"}[
-                    auth_mode.lower()
-                ],
-                "description": props.get("description"),
-                "properties": props.get("properties") or {},
-                "traffic": {canonical.get(k.lower(), k): int(v) for k, v in traffic.items()},
-                "mirrorTraffic": {
-                    canonical.get(k.lower(), k): int(v) for k, v in mirror.items() if int(v) > 0
-                },
-                "publicNetworkAccess": props.get("publicNetworkAccess") or "Enabled",
-                "provisioningState": "Updating" if existing else "Creating",
-            },
-        }
-        op_id = self.new_operation("endpoint", name)
-        if existing is None:
-            self.store.insert_endpoint(doc, secrets.token_urlsafe(32), secrets.token_urlsafe(32))
-        else:
-            self.store.update_endpoint(doc)
-        self._spawn(self._finish_endpoint_put(name, op_id), [op_id])
-        return self.render_endpoint(doc), op_id, existing is None
-
-    def patch_endpoint(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        """Update some fields of an endpoint: the rest is kept, as ARM PATCH does."""
-        current = self._endpoint(name)
-        bodies.check_endpoint(name, body)
-        merged: Doc = {
-            "location": current.get("location"),
-            "kind": current.get("kind"),
-            "tags": body.get("tags", current.get("tags")),
-            "properties": dict(current["properties"]),
-        }
-        merged["properties"].update(body.get("properties") or {})
-        return self.put_endpoint(name, merged)
-
-    async def _finish_endpoint_put(self, name: str, op_id: str) -> None:
-        await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
-        doc = self.store.get_endpoint(name)
-        if doc is None:
-            self.finish_operation(op_id, f"endpoint '{name}' was deleted")
-            return
-        if doc["properties"]["provisioningState"] == "Deleting":
-            # A delete came in meanwhile; marking the endpoint Succeeded would hide it.
-            self.finish_operation(op_id)
-            return
-        doc["properties"]["provisioningState"] = "Succeeded"
-        self.store.update_endpoint(doc)
-        self._set_route(doc)
-        self.finish_operation(op_id)
-
-    def _set_route(self, doc: Doc) -> None:
-        props = doc["properties"]
-        self.routes[doc["name"].lower()] = EndpointRoute(
-            name=doc["name"],
-            auth_mode=props["authMode"],
-            traffic={k: int(v) for k, v in (props.get("traffic") or {}).items()},
-            mirror={k: int(v) for k, v in (props.get("mirrorTraffic") or {}).items()},
-            keys=self.store.get_keys(doc["name"]) or ("", ""),
-        )
-
-    def delete_endpoint(self, name: str) -> str | None:
-        """Start deleting an endpoint and its deployments; None when it is already gone."""
-        doc = self.store.get_endpoint(name)
-        if doc is None:
-            return None
-        doc["properties"]["provisioningState"] = "Deleting"
-        self.store.update_endpoint(doc)
-        op_id = self.new_operation("endpoint-delete", name)
-        self._spawn(self._finish_endpoint_delete(doc["name"], op_id), [op_id])
-        return op_id
-
-    async def _finish_endpoint_delete(self, name: str, op_id: str | None) -> None:
-        self.routes.pop(name.lower(), None)
-        self.mirror_sample.clear(name)
-        for dep in self.store.list_deployments(name):
-            runtime = self.deployments.pop(self._key(name, dep["name"]), None)
-            if runtime is not None:
-                await runtime.pool.stop()
-        await asyncio.sleep(_ENDPOINT_OP_DELAY_S)
-        self.store.delete_endpoint(name)
-        shutil.rmtree(self._logs_dir(name), ignore_errors=True)
-        self.finish_operation(op_id)
-
-    # keys and tokens
-
-    def list_keys(self, name: str) -> Doc:
-        self._endpoint(name)
-        keys = self.store.get_keys(name)
-        assert keys is not None
-        return {"primaryKey": keys[0], "secondaryKey": keys[1]}
-
-    def regenerate_key(self, name: str, body: Doc) -> None:
-        self._endpoint(name)
-        key_type = str(body.get("keyType", "")).lower()
-        if key_type not in ("primary", "secondary"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"keyType must be 'Primary' or 'Secondary', got {body.get('keyType')!r}",
-            )
-        keys = self.store.get_keys(name) or ("", "")
-        current = keys[0] if key_type == "primary" else keys[1]
-        # azure-ai-ml sends the key's current value as keyValue; that must still regenerate.
-        value = body.get("keyValue")
-        if not value or value == current:
-            value = secrets.token_urlsafe(32)
-        self.store.set_key(name, key_type, str(value))
-        route = self.routes.get(name.lower())
-        if route is not None:
-            route.keys = self.store.get_keys(name) or ("", "")
-
-    def issue_token(self, name: str) -> Doc:
-        doc = self._endpoint(name)
-        if doc["properties"]["authMode"] != "AMLToken":
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"Endpoint '{name}' uses {doc['properties']['authMode']} auth; tokens are only "
-                "issued for endpoints with auth_mode aml_token. Use listKeys for keys.",
-            )
-        expiry = int(time.time()) + TOKEN_LIFETIME_S
-        payload = f"{doc['name'].lower()}|{expiry}|{secrets.token_hex(8)}"
-        signature = hmac.new(self._token_secret.encode(), payload.encode(), hashlib.sha256)
-        token = base64.urlsafe_b64encode(payload.encode()).decode() + "." + signature.hexdigest()
-        return {
-            "accessToken": token,
-            "expiryTimeUtc": expiry,
-            "refreshAfterTimeUtc": expiry - TOKEN_LIFETIME_S // 2,
-            "tokenType": "Bearer",
-        }
-
-    def authorize(self, route: EndpointRoute, presented: str) -> bool:
-        """Whether a scoring credential is valid for the endpoint (constant-time compares)."""
-        if route.auth_mode == "Key":
-            keys = route.keys
-            if not keys[0]:
-                return False
-            ok_primary = hmac.compare_digest(presented.encode(), keys[0].encode())
-            ok_secondary = hmac.compare_digest(presented.encode(), keys[1].encode())
-            return ok_primary or ok_secondary
-        if route.auth_mode == "AMLToken":
-            return self._verify_token(route.name, presented)
-        return False
-
-    def _verify_token(self, endpoint: str, token: str) -> bool:
-        encoded, _, signature = token.partition(".")
-        try:
-            payload = base64.urlsafe_b64decode(encoded.encode()).decode()
-        except (ValueError, UnicodeDecodeError):
-            return False
-        expected = hmac.new(self._token_secret.encode(), payload.encode(), hashlib.sha256)
-        if not hmac.compare_digest(expected.hexdigest(), signature):
-            return False
-        name, _, rest = payload.partition("|")
-        expiry = rest.partition("|")[0]
-        return name == endpoint.lower() and expiry.isdigit() and int(expiry) > time.time()
-
-    # deployments
-
-    def list_deployments(self, endpoint: str) -> list[Doc]:
-        self._endpoint(endpoint)
-        return [self.render_deployment(d) for d in self.store.list_deployments(endpoint)]
-
-    def _deployment(self, endpoint: str, name: str) -> Doc:
-        self._endpoint(endpoint)
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is None:
-            raise ApiError(
-                404,
-                "UserError",
-                f"Deployment '{name}' not found in endpoint '{endpoint}', workspace '{WORKSPACE}'.",
-            )
-        return doc
-
-    def get_deployment(self, endpoint: str, name: str) -> Doc:
-        return self.render_deployment(self._deployment(endpoint, name))
-
-    def render_deployment(self, doc: Doc) -> Doc:
-        out = dict(doc)
-        out["properties"] = {k: v for k, v in doc["properties"].items() if not k.startswith("_")}
-        return out
-
-    def put_deployment(self, endpoint: str, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        endpoint_doc = self._endpoint(endpoint)
-        endpoint = endpoint_doc["name"]
-        if endpoint_doc["properties"]["provisioningState"] == "Deleting":
-            raise ApiError(409, "Conflict", f"Endpoint '{endpoint}' is being deleted.")
-        existing = self.store.get_deployment(endpoint, name)
-        if existing is None:
-            names = [d["name"] for d in self.store.list_deployments(endpoint)]
-            _check(rules.check_new_deployment(endpoint, names, name))
-        else:
-            name = existing["name"]
-            if existing["properties"]["provisioningState"] in _BUSY_STATES:
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f"Deployment '{name}' of endpoint '{endpoint}' is "
-                    f"{existing['properties']['provisioningState'].lower()}; wait for that "
-                    "operation to finish before changing it again.",
-                )
-        bodies.check_deployment(endpoint, name, body)
-        what = f"deployment '{name}' of endpoint '{endpoint}'"
-        props = dict(body.get("properties") or {})
-        sku = dict(body.get("sku") or {})
-        capacity = sku.get("capacity") if sku.get("capacity") is not None else 1
-        violations = rules.check_instance_count(endpoint, name, capacity)
-        compute_type = props.get("endpointComputeType") or "Managed"
-        if compute_type != "Managed":
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"deployment '{name}': endpointComputeType '{compute_type}' is not available on "
-                "the local emulator; it emulates managed online deployments only",
-            )
-        request = {
-            "requestTimeout": "PT5S",
-            "maxConcurrentRequestsPerInstance": rules.DEFAULT_MAX_CONCURRENT_REQUESTS,
-            "maxQueueWait": "PT0.5S",
-        }
-        # Only absent (null) settings take the defaults: a 0 is refused by the body check,
-        # never silently turned into the default.
-        request.update(
-            {k: v for k, v in (props.get("requestSettings") or {}).items() if v is not None}
-        )
-        timeout_ms = parse_duration_ms(
-            request["requestTimeout"], what=f"requestSettings.requestTimeout of {what}"
-        )
-        violations += rules.check_request_timeout(endpoint, name, timeout_ms)
-        _check(violations)
-        probes = {
-            probe: {**_DEFAULT_PROBE, **_set_fields(props.get(probe))}
-            for probe in ("livenessProbe", "readinessProbe")
-        }
-        model = self.assets.resolve("models", props.get("model"), what=f"model of '{name}'")
-        code_config = props.get("codeConfiguration") or {}
-        code = self.assets.resolve("codes", code_config.get("codeId"), what=f"code of '{name}'")
-        script = code_config.get("scoringScript")
-        if model is None or code is None or not script:
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"deployment '{name}' of endpoint '{endpoint}' needs a model and a code "
-                "configuration with a scoring script: the emulator runs score.py itself "
-                "(no-code deployments are not emulated)",
-            )
-        _check_script(code, str(script), what=what)
-        now = utc_now()
-        system = dict((existing or {}).get("systemData") or {"createdAt": now})
-        system.update(createdBy="local-user", createdByType="User")
-        system.update(lastModifiedAt=now, lastModifiedBy="local-user", lastModifiedByType="User")
-        props.update(
-            endpointComputeType="Managed",
-            instanceType=props.get("instanceType") or "Standard_DS3_v2",
-            scaleSettings=props.get("scaleSettings") or {"scaleType": "Default"},
-            requestSettings=request,
-            livenessProbe=probes["livenessProbe"],
-            readinessProbe=probes["readinessProbe"],
-            environmentVariables=props.get("environmentVariables") or {},
-            properties=props.get("properties") or {},
-            appInsightsEnabled=bool(props.get("appInsightsEnabled")),
-            egressPublicNetworkAccess=props.get("egressPublicNetworkAccess") or "Enabled",
-            endpointName=endpoint,
-            _modelDir=model["_local"],
-            _codeDir=code["_local"],
-        )
-        if existing is None:
-            state = "Creating"
-        elif self._only_capacity_changed(existing, props, capacity):
-            state = "Scaling"
-        else:
-            state = "Updating"
-        props["provisioningState"] = state
-        doc: Doc = {
-            "id": f"{self.workspace_path}/onlineEndpoints/{endpoint}/deployments/{name}",
-            "name": name,
-            "type": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
-            "location": body.get("location") or LOCATION,
-            "kind": body.get("kind") or "Managed",
-            "tags": body.get("tags") or {},
-            "sku": {"name": sku.get("name") or "Default", "capacity": capacity},
-            "systemData": system,
-            "properties": props,
-        }
-        if existing is not None:
-            doc["properties"]["_previous"] = {
-                k: v for k, v in existing["properties"].items() if k != "_previous"
-            }
-            doc["properties"]["_previousCapacity"] = existing["sku"]["capacity"]
-        self.store.put_deployment(endpoint, doc)
-        op_id = self.new_operation("deployment", f"{endpoint}/{name}")
-        self._spawn(self._provision_deployment(endpoint, name, op_id))
-        return self.render_deployment(doc), op_id, existing is None
-
-    @staticmethod
-    def _only_capacity_changed(existing: Doc, props: Doc, capacity: object) -> bool:
-        before = existing["properties"]
-        fields = ("_modelDir", "_codeDir", "codeConfiguration", "environmentVariables")
-        same = all(before.get(f) == props.get(f) for f in fields)
-        return same and existing["sku"]["capacity"] != capacity
-
-    def patch_deployment(self, endpoint: str, name: str, body: Doc) -> tuple[Doc, str, bool]:
-        current = self._deployment(endpoint, name)
-        bodies.check_deployment(endpoint, name, body)
-        merged: Doc = {
-            "location": current.get("location"),
-            "kind": current.get("kind"),
-            "tags": body.get("tags", current.get("tags")),
-            "sku": {**current["sku"], **(body.get("sku") or {})},
-            "properties": {k: v for k, v in current["properties"].items() if not k.startswith("_")},
-        }
-        merged["properties"].update(body.get("properties") or {})
-        return self.put_deployment(endpoint, name, merged)
-
-    def _spec(self, doc: Doc) -> InstanceSpec:
-        props = doc["properties"]
-        env = props.get("environmentVariables") or {}
-        return InstanceSpec(
-            endpoint=props["endpointName"],
-            deployment=doc["name"],
-            code_dir=props["_codeDir"],
-            script=props["codeConfiguration"]["scoringScript"],
-            model_dir=props["_modelDir"],
-            env=tuple(sorted((str(k), str(v)) for k, v in env.items())),
-            max_concurrency=int(props["requestSettings"]["maxConcurrentRequestsPerInstance"]),
-        )
-
-    def _logs_dir(self, endpoint: str) -> Path:
-        return self.state_dir / "logs" / endpoint.lower()
-
-    def _runtime(self, endpoint: str, name: str, doc: Doc) -> DeploymentRuntime:
-        """The deployment's runtime, created (with no instances yet) when it has none."""
-        key = self._key(endpoint, name)
-        runtime = self.deployments.get(key)
-        if runtime is None:
-            pool = DeploymentPool(
-                self._spec(doc),
-                socket_dir=self.socket_dir,
-                log_path=self._logs_dir(endpoint) / f"{name.lower()}.log",
-                limits=InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
-            )
-            # Requests that come while the first instances start are admitted (429) and
-            # timed out (408) as the deployment's settings say.
-            pool.desired = int(doc["sku"]["capacity"])
-            settings = doc["properties"]["requestSettings"]
-            runtime = DeploymentRuntime(
-                name,
-                parse_duration_ms(settings["requestTimeout"], what="requestTimeout"),
-                int(settings["maxConcurrentRequestsPerInstance"]),
-                pool,
-            )
-            self.deployments[key] = runtime
-        return runtime
-
-    async def _provision_deployment(
-        self, endpoint: str, name: str, op_id: str | None, *, restart: bool = False
-    ) -> None:
-        """Converge the deployment's instances on its stored spec, then record the outcome.
-
-        Whatever fails once the request was accepted ends the operation Failed with the
-        reason (in the operation and the deployment's log), and the previous instances
-        keep serving: nothing leaves a deployment Updating for ever.
-        """
-        try:
-            await self._converge_deployment(endpoint, name, op_id, restart=restart)
-        except InitFailed as exc:
-            error = (
-                f"Deployment '{name}' of endpoint '{endpoint}' failed: an instance did not start "
-                f"(its init() failed or it exited). See the deployment logs. {exc}"
-            )
-            self._record_failure(endpoint, name, op_id, error)
-        except Exception as exc:  # the operation must end, whatever broke
-            log.exception("provisioning deployment %s/%s failed", endpoint, name)
-            error = (
-                f"Deployment '{name}' of endpoint '{endpoint}' failed while it was provisioned: "
-                f"{type(exc).__name__}: {exc}"
-            )
-            self._record_failure(endpoint, name, op_id, error)
-
-    async def _converge_deployment(
-        self, endpoint: str, name: str, op_id: str | None, *, restart: bool
-    ) -> None:
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is None:
-            self.finish_operation(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
-            return
-        spec = self._spec(doc)
-        count = int(doc["sku"]["capacity"])
-        runtime = self._runtime(endpoint, name, doc)
-        runtime.pool.liveness = _probe(doc["properties"].get("livenessProbe"))
-        runtime.pool.readiness = _probe(doc["properties"].get("readinessProbe"))
-        _storage_log(self._logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
-        verb = "Restarting" if restart else doc["properties"]["provisioningState"]
-        runtime.pool.write_log(f"{verb} deployment '{name}': {count} instance(s) of {spec.script}")
-        await runtime.pool.converge(spec, count)
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is None:
-            self.finish_operation(op_id, f"deployment '{name}' of '{endpoint}' was deleted")
-            return
-        props = doc["properties"]
-        runtime.request_timeout_ms = parse_duration_ms(
-            props["requestSettings"]["requestTimeout"], what="requestTimeout"
-        )
-        runtime.max_concurrency = int(props["requestSettings"]["maxConcurrentRequestsPerInstance"])
-        props["_serving"] = True
-        if not (restart and props["provisioningState"] == "Failed"):
-            props["provisioningState"] = "Succeeded"
-        props.pop("_previous", None)
-        props.pop("_previousCapacity", None)
-        self.store.put_deployment(endpoint, doc)
-        self.finish_operation(op_id)
-
-    def _record_failure(self, endpoint: str, name: str, op_id: str | None, error: str) -> None:
-        """End a failed provisioning: the reason logged, the previous spec kept, the op Failed."""
-        log_path = self._logs_dir(endpoint) / f"{name.lower()}.log"
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        try:
-            log_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(log_path, "a", encoding="utf-8") as f:
-                f.write(f"{stamp} emulator ERROR {error}\n")
-        except OSError:
-            # The log may be what failed; the operation still ends with the reason.
-            log.warning("cannot write the log of %s/%s: %s", endpoint, name, error)
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is not None:
-            props = doc["properties"]
-            if props.get("_previous"):
-                # An update that failed leaves the old instances serving; Azure keeps the
-                # old spec too and reports the failure on the deployment.
-                previous = props.pop("_previous")
-                doc["sku"]["capacity"] = props.pop("_previousCapacity", doc["sku"]["capacity"])
-                previous["provisioningState"] = "Failed"
-                doc["properties"] = previous
-            else:
-                props["provisioningState"] = "Failed"
-            self.store.put_deployment(endpoint, doc)
-        self.finish_operation(op_id, error)
-
-    def delete_deployment(self, endpoint: str, name: str) -> str | None:
-        endpoint_doc = self.store.get_endpoint(endpoint)
-        if endpoint_doc is None:
-            return None
-        doc = self.store.get_deployment(endpoint, name)
-        if doc is None:
-            return None
-        props = endpoint_doc["properties"]
-        _check(
-            rules.check_delete_deployment(
-                endpoint_doc["name"],
-                doc["name"],
-                props.get("traffic") or {},
-                props.get("mirrorTraffic") or {},
-            )
-        )
-        doc["properties"]["provisioningState"] = "Deleting"
-        self.store.put_deployment(endpoint, doc)
-        op_id = self.new_operation("deployment-delete", f"{endpoint}/{name}")
-        self._spawn(self._finish_deployment_delete(endpoint, doc["name"], op_id), [op_id])
-        return op_id
-
-    async def _finish_deployment_delete(self, endpoint: str, name: str, op_id: str | None) -> None:
-        runtime = self.deployments.pop(self._key(endpoint, name), None)
-        if runtime is not None:
-            await runtime.pool.stop()
-        self.store.delete_deployment(endpoint, name)
-        endpoint_doc = self.store.get_endpoint(endpoint)
-        if endpoint_doc is not None:
-            # A deployment at 0% may still be listed with 0 in the map; drop it.
-            props = endpoint_doc["properties"]
-            for field_name in ("traffic", "mirrorTraffic"):
-                values = props.get(field_name) or {}
-                props[field_name] = {k: v for k, v in values.items() if k.lower() != name.lower()}
-            self.store.update_endpoint(endpoint_doc)
-            self._set_route(endpoint_doc)
-        for suffix in (".log", ".storage.log"):
-            remove_log(self._logs_dir(endpoint) / f"{name.lower()}{suffix}")
-        self.finish_operation(op_id)
-
-    def get_logs(self, endpoint: str, name: str, body: Doc) -> Doc:
-        self._deployment(endpoint, name)
-        tail = body.get("tail") or 500
-        if not isinstance(tail, int) or isinstance(tail, bool) or tail < 1:
-            raise ApiError(400, "BadArgument", f"tail must be a positive integer, got {tail!r}")
-        container = str(body.get("containerType") or "InferenceServer")
-        suffix = {"inferenceserver": ".log", "storageinitializer": ".storage.log"}.get(
-            container.lower()
-        )
-        if suffix is None:
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"containerType must be InferenceServer or StorageInitializer, got {container!r}",
-            )
-        path = self._logs_dir(endpoint) / f"{name.lower()}{suffix}"
-        return {"content": tail_file(path, tail)}
-
-    def list_skus(self, endpoint: str, name: str) -> Doc:
-        doc = self._deployment(endpoint, name)
-        return {
-            "value": [
-                {
-                    "resourceType": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
-                    "sku": {"name": doc["properties"].get("instanceType"), "tier": "Standard"},
-                    "capacity": {
-                        "minimum": rules.MIN_INSTANCES,
-                        "maximum": rules.MAX_INSTANCES,
-                        "default": 1,
-                        "scaleType": "Manual",
-                    },
-                }
-            ]
-        }
-
-
-def _probe(settings: object) -> Probe:
-    """Probe settings of a deployment (ISO-8601 durations) in seconds."""
-    values = {**_DEFAULT_PROBE, **_set_fields(settings)}
-    return Probe(
-        initial_delay=parse_duration_ms(values["initialDelay"], what="initialDelay") / 1000,
-        period=parse_duration_ms(values["period"], what="period") / 1000,
-        timeout=parse_duration_ms(values["timeout"], what="timeout") / 1000,
-        success_threshold=int(values["successThreshold"]),
-        failure_threshold=int(values["failureThreshold"]),
-    )
-
-
-def _check_script(code: Doc, script: str, *, what: str) -> None:
-    """The scoring script must be a file inside the code asset: no absolute path, no '..'."""
-    root = Path(str(code["_local"])).resolve()
-    candidate = (root / script).resolve()
-    if Path(script).is_absolute() or not candidate.is_relative_to(root):
-        raise ApiError(
-            400,
-            "BadArgument",
-            f"codeConfiguration.scoringScript of {what} is {bodies.show(script)}; it must be a "
-            f"path inside the code folder ({code.get('id', 'the code asset')}), relative to it",
-        )
-    if not candidate.is_file():
-        raise ApiError(
-            400,
-            "BadArgument",
-            f"codeConfiguration.scoringScript of {what}: {bodies.show(script)} is not a file in "
-            f"the code folder ({code.get('id', 'the code asset')})",
-        )
-
-
-def _set_fields(values: object) -> Doc:
-    """The fields of a (checked) settings object that are given, not null."""
-    return {k: v for k, v in values.items() if v is not None} if isinstance(values, dict) else {}
-
-
-def _storage_log(path: Path, doc: Doc) -> None:
-    """The storage initializer's log: where the model and code were mounted from."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    props = doc["properties"]
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(f"{stamp} storage-initializer INFO model {props.get('model')}\n")
-        f.write(f"{stamp} storage-initializer INFO   mounted at {props['_modelDir']}\n")
-        f.write(
-            f"{stamp} storage-initializer INFO code {props['codeConfiguration'].get('codeId')}\n"
-        )
-        f.write(f"{stamp} storage-initializer INFO   mounted at {props['_codeDir']}\n")
