@@ -385,7 +385,9 @@ def _controls(
             if not passed:
                 reason = st.text_input(
                     "Reason to override the gates",
-                    key=f"plan_override_{plan.id}",
+                    # One per step: a reason given to leave one step is not one to leave
+                    # the next (the field would keep it and enable Promote there at once).
+                    key=f"plan_override_{plan.id}_{plan.current}",
                     placeholder="needed to promote before every gate passes",
                 ).strip()
             following = (

@@ -55,7 +55,7 @@ def evaluate_gates(
             "pass" if minutes_in_step >= min_minutes else "not enough evidence",
             minutes_in_step,
             min_minutes,
-            f"{minutes_in_step:.0f} of {min_minutes:g} min in this step",
+            f"{minutes_in_step:.1f} of {min_minutes:g} min in this step",
         ),
         Verdict(
             "minimum requests",

@@ -132,7 +132,7 @@ def test_start_then_promote_applies_the_next_step_and_records_it(page_env: Works
     # Nothing was served in the step yet: the gates lack evidence, Promote needs a reason.
     assert "not enough evidence" in _text(app)
     assert app.button(key="plan_promote").disabled
-    app.text_input(key=f"plan_override_{plan.id}").input("demo: promote on the sample").run()
+    app.text_input(key=f"plan_override_{plan.id}_0").input("demo: promote on the sample").run()
     assert not app.button(key="plan_promote").disabled
     app.button(key="plan_promote").click().run()
     assert "After: live blue 90%, green 10% · mirror none" in _text(app)
@@ -147,6 +147,9 @@ def test_start_then_promote_applies_the_next_step_and_records_it(page_env: Works
     assert actions.count("traffic") == 2
     assert "plan start" in actions and "plan promote" in actions
     assert "step 2 of 5 (live 10%)" in _text(app)
+    # the reason overrode step 1's gates, not step 2's: it asks for one of its own
+    assert app.text_input(key=f"plan_override_{plan.id}_1").value == ""
+    assert app.button(key="plan_promote").disabled
 
 
 def test_abort_restores_the_baseline_and_stops_mirroring(page_env: Workspace) -> None:
@@ -187,7 +190,7 @@ def test_retire_deletes_the_baseline_after_the_candidate_had_all_traffic(
     started = plan_store.active_plan(workspace.key, endpoint)
     assert started is not None
     app = _open(endpoint)
-    app.text_input(key=f"plan_override_{started.id}").input("green served the demo").run()
+    app.text_input(key=f"plan_override_{started.id}_0").input("green served the demo").run()
     app.button(key="plan_promote").click().run()
     _confirm(app)
     assert "step 2 of 2 (retire the baseline)" in _text(app)

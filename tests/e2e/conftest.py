@@ -44,15 +44,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def e2e_emulator(emulator_factory: Callable[[str], RunningEmulator]) -> RunningEmulator:
-    """An emulator of the tutorial's own: `my-endpoint`, blue with all traffic, green at 0%."""
-    running = emulator_factory("e2e")
+def tutorial_emulator(
+    emulator_factory: Callable[[str], RunningEmulator], name: str, *, green: bool
+) -> RunningEmulator:
+    """A running emulator with the tutorial's `my-endpoint` and blue taking all traffic,
+    and green at 0% when `green`. A module that starts elsewhere overrides `e2e_emulator`
+    with this (the fixtures below then run on its emulator)."""
+    running = emulator_factory(name)
     running.start()
     apply_file(running.state_dir, EXAMPLES / "endpoint.yml")
     apply_file(running.state_dir, EXAMPLES / "blue-deployment.yml", all_traffic=True)
-    apply_file(running.state_dir, EXAMPLES / "green-deployment.yml")
+    if green:
+        apply_file(running.state_dir, EXAMPLES / "green-deployment.yml")
     return running
+
+
+@pytest.fixture(scope="module")
+def e2e_emulator(emulator_factory: Callable[[str], RunningEmulator]) -> RunningEmulator:
+    """An emulator of the tutorial's own: `my-endpoint`, blue with all traffic, green at 0%."""
+    return tutorial_emulator(emulator_factory, "e2e", green=True)
 
 
 @pytest.fixture(scope="module")

@@ -110,7 +110,8 @@ def open_app(page: Page, path: str = "/") -> None:
 
 def go_to(page: Page, title: str) -> None:
     """Click a page in the sidebar navigation (the session, and its state, carry on)."""
-    nav = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=title)
+    # By its whole name: "Deploy" is also the start of "Deployments".
+    nav = page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=title, exact=True)
     with rerun_after(page):
         nav.click()
     expect(page.get_by_role("heading", level=1)).to_have_text(title, timeout=TIMEOUT_MS)

@@ -284,7 +284,7 @@ def test_promote_is_refused_when_a_gate_fails_and_names_the_gate_and_its_value()
 
 
 def test_promote_is_refused_before_the_minimum_time() -> None:
-    with pytest.raises(RuleViolation, match=r"'minimum time'.*not enough evidence: 3 of 10 min"):
+    with pytest.raises(RuleViolation, match=r"'minimum time'.*not enough evidence: 3.0 of 10 min"):
         promote(running_at(1), baseline=GOOD_BLUE, candidate=GOOD_GREEN, now=T0 + 3 * MIN)
 
 
