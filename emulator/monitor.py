@@ -32,7 +32,7 @@ Semantics per interval (buckets aligned to multiples of the interval since the e
   (average = minimum = maximum = total = that value; count = the requests). Exact
   (nearest rank) when raw requests cover the window and it holds at most
   `EXACT_LIMIT` (20,000) of them; otherwise from rollup histograms, within 1%
-  (requestlog.ALPHA).
+  (requestlog_histogram.ALPHA).
 - Gauges (connections, CPU, memory, capacity) are samples: at each sampling time the
   series' dimension values are combined (summed for counts, averaged for percentages),
   then average / minimum / maximum / total / count run over the interval's samples.
@@ -74,14 +74,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.instances import Instance
-from emulator.requestlog import (
-    DROPPED,
-    FloatArray,
-    Gauge,
-    IntArray,
-    Snapshot,
-    grouped_quantiles,
-)
+from emulator.requestlog_histogram import grouped_quantiles
+from emulator.requestlog_reader import Snapshot
+from emulator.requestlog_schema import DROPPED, FloatArray, Gauge, IntArray
 
 if TYPE_CHECKING:
     from emulator.service import Emulator

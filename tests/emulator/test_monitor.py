@@ -32,15 +32,9 @@ from azure.monitor.querymetrics import MetricsClient, MetricsQueryResult
 
 from emulator import monitor
 from emulator.apply import register_local_assets
-from emulator.requestlog import (
-    ALPHA,
-    DROPPED,
-    Record,
-    RequestLog,
-    bin_values,
-    latency_bins,
-    nearest_rank,
-)
+from emulator.requestlog import RequestLog
+from emulator.requestlog_histogram import ALPHA, bin_values, latency_bins, nearest_rank
+from emulator.requestlog_schema import DROPPED, Record
 from rollout.workspace import StaticTokenCredential
 from tests.conftest import RunningEmulator, wait_until
 
