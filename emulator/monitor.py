@@ -57,12 +57,11 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -74,6 +73,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.instances import Instance
+from emulator.monitor_catalog import DEPLOYMENT_NAMESPACE, ENDPOINT_NAMESPACE, MetricDef
+from emulator.monitor_query import MetricsError, Query, Resource, bad_request, parse_query
 from emulator.requestlog_histogram import grouped_quantiles
 from emulator.requestlog_reader import Snapshot
 from emulator.requestlog_schema import DROPPED, FloatArray, Gauge, IntArray
@@ -83,431 +84,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
-DEPLOYMENT_NAMESPACE = ENDPOINT_NAMESPACE + "/deployments"
 # Above this many raw requests in a window, latency comes from rollup histograms.
 EXACT_LIMIT = 20_000
 MAX_RESOURCES = 50
-MAX_POINTS = 20_000
-DEFAULT_TOP = 10
 SAMPLE_INTERVAL_S = 5.0
-AGGREGATIONS = ("average", "minimum", "maximum", "total", "count")
-INTERVALS = {
-    "PT10S": 10,
-    "PT1M": 60,
-    "PT5M": 300,
-    "PT15M": 900,
-    "PT30M": 1800,
-    "PT1H": 3600,
-    "PT6H": 21600,
-    "PT12H": 43200,
-    "P1D": 86400,
-}
-_AGGREGATION_ALIASES = {"sum": "total", "avg": "average", "min": "minimum", "max": "maximum"}
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/onlineEndpoints/"
     r"(?P<endpoint>[^/]+)(?:/deployments/(?P<deployment>[^/]+))?/?$",
     re.IGNORECASE,
 )
-_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$", re.IGNORECASE
-)
-_TOKEN = re.compile(r"\s*(?:(\()|(\))|'((?:[^']|'')*)'|([A-Za-z_][A-Za-z0-9_.]*))")
-
-
-class MetricsError(Exception):
-    """An error the metrics API returns in Azure's shape."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
-def _bad(message: str) -> MetricsError:
-    return MetricsError(400, "BadRequest", message)
-
-
-# the catalog
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    name: str
-    display: str
-    unit: str
-    description: str
-    dimensions: tuple[str, ...]
-    kind: str  # requests | dropped | bytes | latency | gauge
-    quantile: float | None = None
-    gauge: str = ""
-    combine: str = "sum"  # how a gauge's dimension values add up at one sampling time
-
-
-_LATENCY_DIMS = ("deployment", "trafficType")
-ENDPOINT_METRICS = {
-    m.name.lower(): m
-    for m in (
-        MetricDef(
-            "RequestsPerMinute",
-            "Requests per minute",
-            "Count",
-            "The number of requests sent to the online endpoint within a minute.",
-            ("deployment", "statusCode", "statusCodeClass", "modelStatusCode", "trafficType"),
-            "requests",
-        ),
-        MetricDef(
-            "RequestLatency",
-            "Request Latency",
-            "MilliSeconds",
-            "The complete interval of time to respond to a request.",
-            _LATENCY_DIMS,
-            "latency",
-        ),
-        *(
-            MetricDef(
-                f"RequestLatency_P{p}",
-                f"Request Latency P{p}",
-                "MilliSeconds",
-                f"The P{p} request latency of all requests in the selected time period.",
-                _LATENCY_DIMS,
-                "latency",
-                quantile=p / 100,
-            )
-            for p in (50, 90, 95, 99)
-        ),
-        MetricDef(
-            "NetworkBytes",
-            "Network bytes",
-            "BytesPerSecond",
-            "The bytes per second served for the endpoint (requests and responses).",
-            (),
-            "bytes",
-        ),
-        MetricDef(
-            "ConnectionsActive",
-            "Active connection count",
-            "Count",
-            "The total number of concurrent TCP connections active from clients.",
-            (),
-            "gauge",
-            gauge="connections",
-        ),
-        MetricDef(
-            "NewConnectionsPerSecond",
-            "New connections per second",
-            "CountPerSecond",
-            "The average number of new TCP connections per second established from clients.",
-            (),
-            "gauge",
-            gauge="new_connections",
-        ),
-        MetricDef(
-            "MirrorDroppedPerMinute",
-            "Mirror copies dropped per minute (emulator)",
-            "Count",
-            "Mirror copies not sent because the mirror deployment was saturated (emulator only).",
-            ("deployment",),
-            "dropped",
-        ),
-    )
-}
-DEPLOYMENT_METRICS = {
-    m.name.lower(): m
-    for m in (
-        MetricDef(
-            "CpuUtilizationPercentage",
-            "CPU Utilization Percentage",
-            "Percent",
-            "The CPU use of the instances, in percent of this machine's CPUs.",
-            ("instanceId",),
-            "gauge",
-            gauge="cpu",
-            combine="mean",
-        ),
-        MetricDef(
-            "CpuMemoryUtilizationPercentage",
-            "CPU Memory Utilization Percentage",
-            "Percent",
-            "The memory (resident set) of the instances, in percent of this machine's memory.",
-            ("instanceId",),
-            "gauge",
-            gauge="memory",
-            combine="mean",
-        ),
-        MetricDef(
-            "DeploymentCapacity",
-            "Deployment Capacity",
-            "Count",
-            "The number of instances in the deployment, by state.",
-            ("instanceId", "State"),
-            "gauge",
-            gauge="capacity",
-        ),
-    )
-}
-_NAMESPACES = {
-    ENDPOINT_NAMESPACE.lower(): (ENDPOINT_NAMESPACE, ENDPOINT_METRICS),
-    DEPLOYMENT_NAMESPACE.lower(): (DEPLOYMENT_NAMESPACE, DEPLOYMENT_METRICS),
-}
-
-
-# filters
-
-
-@dataclass(frozen=True)
-class Term:
-    dimension: str  # lower-case
-    op: str  # eq | ne
-    value: str  # lower-case; '*' for every value
-
-
-@dataclass
-class Filter:
-    """Conjunction of groups; each group is `or` over terms of one dimension."""
-
-    groups: list[list[Term]] = field(default_factory=list)
-
-    @property
-    def dimensions(self) -> list[str]:
-        return [g[0].dimension for g in self.groups]
-
-    def matches(self, dims: Mapping[str, str]) -> bool:
-        for group in self.groups:
-            value = dims.get(group[0].dimension, "").lower()
-            if not any((t.value == "*" or t.value == value) == (t.op == "eq") for t in group):
-                return False
-        return True
-
-
-def parse_filter(text: str | None) -> Filter:
-    """Azure's metric filter: `a eq 'x' and b eq 'y' or b eq 'z' and c eq '*'`."""
-    if not text or not text.strip():
-        return Filter()
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    while position < len(text):
-        if text[position:].strip() == "":
-            break
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise _bad(f"The filter '{text}' is not valid near '{text[position:][:20]}'.")
-        position = match.end()
-        if match.group(1) or match.group(2):
-            continue  # grouping brackets: the grammar below already fixes the grouping
-        if match.group(3) is not None:
-            tokens.append(("value", match.group(3).replace("''", "'")))
-        else:
-            tokens.append(("word", match.group(4)))
-    groups: list[list[Term]] = []
-    joiner = "and"
-    index = 0
-    while index < len(tokens):
-        chunk = tokens[index : index + 3]
-        if (
-            len(chunk) < 3
-            or chunk[0][0] != "word"
-            or chunk[1][0] != "word"
-            or chunk[1][1].lower() not in ("eq", "ne")
-            or chunk[2][0] != "value"
-        ):
-            raise _bad(
-                f"The filter '{text}' is not valid: expected \"<dimension> eq '<value>'\" "
-                "terms joined by 'and' or 'or'."
-            )
-        term = Term(chunk[0][1].lower(), chunk[1][1].lower(), chunk[2][1].lower())
-        if joiner == "and":
-            groups.append([term])
-        elif term.dimension != groups[-1][0].dimension:
-            raise _bad(
-                f"The filter '{text}' is not valid: the 'or' operator cannot separate two "
-                f"different dimensions ('{groups[-1][0].dimension}' and '{term.dimension}')."
-            )
-        else:
-            groups[-1].append(term)
-        index += 3
-        if index < len(tokens):
-            word = tokens[index]
-            if word[0] != "word" or word[1].lower() not in ("and", "or"):
-                raise _bad(f"The filter '{text}' is not valid near '{word[1]}'.")
-            joiner = word[1].lower()
-            index += 1
-            if index == len(tokens):
-                raise _bad(f"The filter '{text}' ends with '{joiner}'.")
-    return Filter(groups)
-
-
-# the query
-
-
-@dataclass
-class Query:
-    namespace: str
-    metrics: list[MetricDef]
-    start: float
-    end: float
-    interval: int
-    interval_text: str
-    aggregations: list[str]
-    filter: Filter
-    split: list[str]  # lower-case dimension names the series are split by
-    top: int
-    order_by: str
-    descending: bool
-    # Buckets are whole intervals aligned to multiples of the interval since the epoch.
-    first_bucket: int = field(init=False)
-    buckets: int = field(init=False)
-    stop: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.first_bucket = int(self.start // self.interval * self.interval)
-        self.buckets = max(1, math.ceil((self.end - self.first_bucket) / self.interval))
-        self.stop = self.first_bucket + self.buckets * self.interval
-
-
-def _parse_time(value: str, name: str) -> float:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad(
-            f"{name} '{value}' is not a valid ISO 8601 time such as 2024-05-01T10:00:00Z."
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
-
-
-def _parse_interval(value: str | None) -> tuple[int, str]:
-    text = (value or "PT1M").strip()
-    match = _DURATION.match(text)
-    seconds = None
-    if match is not None and text.upper() not in ("P", "PT"):
-        parts = {k: int(v) for k, v in match.groupdict().items() if v}
-        seconds = (
-            parts.get("d", 0) * 86400
-            + parts.get("h", 0) * 3600
-            + parts.get("m", 0) * 60
-            + parts.get("s", 0)
-        )
-    names = {s: n for n, s in INTERVALS.items()}
-    if seconds not in names:
-        raise _bad(
-            f"Invalid interval '{text}'. Supported intervals: PT10S (emulator only), "
-            + ", ".join(n for n in INTERVALS if n != "PT10S")
-            + "."
-        )
-    assert seconds is not None
-    return seconds, names[seconds]
-
-
-def parse_query(params: Mapping[str, str], namespace_key: str, *, now: float) -> Query:
-    """Validate the query string of a getBatch call (names lower-case)."""
-    namespace, catalog = _NAMESPACES[namespace_key]
-    names = [n.strip() for n in (params.get("metricnames") or "").split(",") if n.strip()]
-    if not names:
-        raise _bad("metricnames is required: the names of the metrics to retrieve.")
-    metrics: list[MetricDef] = []
-    for name in names:
-        metric = catalog.get(name.lower())
-        if metric is None:
-            raise _bad(
-                f"Failed to find metric configuration for provider: "
-                f"Microsoft.MachineLearningServices, resource type: {namespace}, metric: "
-                f"{name}. Valid metrics: {', '.join(m.name for m in catalog.values())}"
-            )
-        if metric not in metrics:
-            metrics.append(metric)
-    start_text, end_text = params.get("starttime"), params.get("endtime")
-    end = _parse_time(end_text, "endtime") if end_text else now
-    start = _parse_time(start_text, "starttime") if start_text else end - 3600
-    if start >= end:
-        raise _bad(f"starttime '{start_text}' must be before endtime '{end_text or 'now'}'.")
-    interval, interval_text = _parse_interval(params.get("interval"))
-    aggregations: list[str] = []
-    for raw in (params.get("aggregation") or "average").split(","):
-        name = raw.strip().lower()
-        if name in ("", "none"):
-            continue
-        if name not in AGGREGATIONS:
-            raise _bad(
-                f"Invalid aggregation '{raw.strip()}'. Valid aggregations: Average, Minimum, "
-                "Maximum, Total, Count."
-            )
-        if name not in aggregations:
-            aggregations.append(name)
-    aggregations = aggregations or ["average"]
-    flt = parse_filter(params.get("filter"))
-    rollup = {d.strip().lower() for d in (params.get("rollupby") or "").split(",") if d.strip()}
-    for metric in metrics:
-        known = {d.lower() for d in metric.dimensions}
-        for dimension in [*flt.dimensions, *rollup]:
-            if dimension not in known:
-                allowed = ", ".join(metric.dimensions) or "none"
-                raise _bad(
-                    f"Dimension '{dimension}' is not valid for metric '{metric.name}'. Valid "
-                    f"dimensions: {allowed}."
-                )
-    split = [d for d in dict.fromkeys(flt.dimensions) if d not in rollup]
-    top_text = params.get("top")
-    try:
-        top = int(top_text) if top_text else DEFAULT_TOP
-    except ValueError:
-        raise _bad(f"top '{top_text}' must be a positive integer.") from None
-    if top < 1:
-        raise _bad(f"top '{top_text}' must be a positive integer.")
-    order_text = (params.get("orderby") or "").strip()
-    order_by, descending = aggregations[0], True
-    if order_text:
-        words = order_text.lower().split()
-        name = _AGGREGATION_ALIASES.get(words[0], words[0])
-        if name not in AGGREGATIONS or len(words) > 2 or words[1:] not in ([], ["asc"], ["desc"]):
-            raise _bad(
-                f"orderby '{order_text}' is not valid: use an aggregation and a direction, "
-                "such as 'total desc' or 'maximum asc'."
-            )
-        order_by, descending = name, words[1:] != ["asc"]
-    query = Query(
-        namespace=namespace,
-        metrics=metrics,
-        start=start,
-        end=end,
-        interval=interval,
-        interval_text=interval_text,
-        aggregations=aggregations,
-        filter=flt,
-        split=split,
-        top=top,
-        order_by=order_by,
-        descending=descending,
-    )
-    if query.buckets > MAX_POINTS:
-        raise _bad(
-            f"The timespan holds {query.buckets} intervals of {interval_text}; at most "
-            f"{MAX_POINTS} are allowed. Use a shorter timespan or a longer interval."
-        )
-    return query
 
 
 # computing series
 
 Point = dict[str, float] | None
 SeriesKey = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Resource:
-    id: str
-    endpoint: str
-    deployment: str | None
 
 
 def _request_dims(deployment: str, mirrored: int, status: int, model_status: int) -> dict[str, str]:
@@ -935,12 +527,14 @@ async def _resource_ids(request: Request) -> list[str]:
     try:
         body = json.loads(await request.body() or b"{}")
     except ValueError as exc:
-        raise _bad(f"The request body is not valid JSON: {exc}") from exc
+        raise bad_request(f"The request body is not valid JSON: {exc}") from exc
     ids = body.get("resourceids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise _bad('The request body must be {"resourceids": ["<resource id>", ...]}.')
+        raise bad_request('The request body must be {"resourceids": ["<resource id>", ...]}.')
     if len(ids) > MAX_RESOURCES:
-        raise _bad(f"A batch holds at most {MAX_RESOURCES} resource ids; this one has {len(ids)}.")
+        raise bad_request(
+            f"A batch holds at most {MAX_RESOURCES} resource ids; this one has {len(ids)}."
+        )
     return ids
 
 
@@ -953,7 +547,7 @@ def _resolve(
     for rid in ids:
         match = _RESOURCE.match(rid)
         if match is None:
-            raise _bad(
+            raise bad_request(
                 f"Resource id '{rid}' is not an online endpoint or deployment of an Azure "
                 "Machine Learning workspace."
             )
@@ -962,7 +556,7 @@ def _resolve(
             f"Microsoft.MachineLearningServices/workspaces/{match['ws']}"
         )
         if match["sub"].lower() != subscription.lower():
-            raise _bad(
+            raise bad_request(
                 f"Resource id '{rid}' is not in subscription '{subscription}' of the request; "
                 "a batch queries one subscription."
             )
@@ -983,10 +577,10 @@ def _resolve(
         kinds.add(deployment is not None)
         resources.append(Resource(rid, endpoint, deployment))
     if len(kinds) > 1:
-        raise _bad("All resource ids of a batch must be of one resource type.")
+        raise bad_request("All resource ids of a batch must be of one resource type.")
     expected = DEPLOYMENT_NAMESPACE if kinds == {True} else ENDPOINT_NAMESPACE
     if namespace.lower() != expected.lower():
-        raise _bad(
+        raise bad_request(
             f"metricnamespace '{namespace}' is not valid for resource '{ids[0]}'; its "
             f"namespace is '{expected}'."
         )
@@ -1007,7 +601,7 @@ async def get_batch(request: Request) -> Response:
         ids = await _resource_ids(request)
         namespace = params.get("metricnamespace") or ""
         if not namespace:
-            raise _bad("metricnamespace is required.")
+            raise bad_request("metricnamespace is required.")
         key, resources = _resolve(emulator, request.path_params["sub"], ids, namespace)
         now = time.time()
         query = parse_query(params, key, now=now)
