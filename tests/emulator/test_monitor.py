@@ -30,7 +30,7 @@ from azure.ai.ml.entities import CodeConfiguration, OnlineRequestSettings
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.monitor.querymetrics import MetricsClient, MetricsQueryResult
 
-from emulator import monitor, monitor_query
+from emulator import monitor, monitor_query, monitor_series
 from emulator.apply import register_local_assets
 from emulator.monitor_catalog import ENDPOINT_NAMESPACE
 from emulator.requestlog import RequestLog
@@ -83,14 +83,14 @@ def _answer(
 ) -> dict[str, Any]:
     query = monitor_query.parse_query(params, ENDPOINT_NAMESPACE.lower(), now=now)
     resource = monitor_query.Resource("/ep", "ep", None)
-    previous = monitor.EXACT_LIMIT
+    previous = monitor_series.EXACT_LIMIT
     if exact_limit is not None:
-        monitor.EXACT_LIMIT = exact_limit
+        monitor_series.EXACT_LIMIT = exact_limit
     try:
         with log.reader().snapshot() as snap:
             return monitor.answer(snap, query, [resource], region="local", now=now)
     finally:
-        monitor.EXACT_LIMIT = previous
+        monitor_series.EXACT_LIMIT = previous
 
 
 def _series(answer: dict[str, Any], metric: str) -> dict[tuple[str, ...], list[dict[str, Any]]]:
