@@ -1,89 +1,46 @@
-"""Azure Monitor metrics of the emulator's endpoints and deployments.
+"""Azure Monitor metrics of the emulator's endpoints and deployments: the batch API.
 
 `POST {metrics_url}/subscriptions/{s}/metrics:getBatch` answers exactly as Azure's
 metrics batch API does for azure-monitor-querymetrics' `MetricsClient.query_resources`:
 query parameters starttime, endtime, interval, metricnamespace, metricnames,
 aggregation, top, orderby, filter, rollupby (and any api-version), body
-`{"resourceids": [...]}`, the ARM bearer token, and Azure's response shape. The
-numbers come from the request log (`requestlog.py`: raw requests, 10 s / 1 min / 1 h
-rollups) and from the gauges this module's `Sampler` records every few seconds.
+`{"resourceids": [...]}`, the ARM bearer token, and Azure's response shape. This module
+is the route: it checks the token and the resource ids against the workspace, and
+shapes the answer (the `top` series by `orderby`, one timeseries per series, dimension
+names lower-cased in `metadatavalues`, as Azure's are).
 
-Endpoint scope (`.../onlineEndpoints/{e}`):
-  RequestsPerMinute       dims deployment, statusCode, statusCodeClass, modelStatusCode,
-                          trafficType (emulator only: live / mirror)
-  RequestLatency, RequestLatency_P50/_P90/_P95/_P99 (ms)   dims deployment, trafficType
-  NetworkBytes (bytes/s in + out of live requests), ConnectionsActive,
-  NewConnectionsPerSecond, MirrorDroppedPerMinute (emulator only; dim deployment)
-Deployment scope (`.../deployments/{d}`):
-  CpuUtilizationPercentage, CpuMemoryUtilizationPercentage   dim instanceId
-  DeploymentCapacity                                        dims instanceId, State
-
-Semantics per interval (buckets aligned to multiples of the interval since the epoch):
-- RequestsPerMinute and MirrorDroppedPerMinute are per-minute samples: total = the
-  requests in the interval, count = its minutes, average = total / count, minimum and
-  maximum over its minutes (a minute without requests is a 0). At PT10S total is the
-  requests in the 10 s and average = minimum = maximum = the per-minute rate (x 6).
-  Mirrored requests count under the mirror deployment; dropped mirror copies are not
-  requests served and count only in MirrorDroppedPerMinute.
-- NetworkBytes is per-minute samples of bytes per second, aggregated the same way.
-- RequestLatency: average, minimum, maximum, total (sum) and count of the requests'
-  latencies, measured from the request's arrival to its response (mirror copies: from
-  their dispatch). RequestLatency_Pxx: the percentile of the interval's requests
-  (average = minimum = maximum = total = that value; count = the requests). Exact
-  (nearest rank) when raw requests cover the window and it holds at most
-  `EXACT_LIMIT` (20,000) of them; otherwise from rollup histograms, within 1%
-  (requestlog_histogram.ALPHA).
-- Gauges (connections, CPU, memory, capacity) are samples: at each sampling time the
-  series' dimension values are combined (summed for counts, averaged for percentages),
-  then average / minimum / maximum / total / count run over the interval's samples.
-  ConnectionsActive counts the open client connections that have sent a scoring request
-  to the endpoint; NewConnectionsPerSecond, those connections' arrivals per second
-  (`ConnectionCounter`, a uvicorn protocol subclass and an ASGI middleware).
-A bucket without data has only its timeStamp, except that request counts and bytes
-are 0 there (they are known to be zero).
-
-Filters as Azure takes them: `dim eq 'v'` terms joined by `and`, with `or` only between
-values of one dimension; `'*'` splits by that dimension; every dimension the filter
-names splits the series unless `rollupby` names it. `top` (default 10) and `orderby`
-(e.g. `total desc`, default: the first aggregation, descending) pick among the split
-series. Dimension names come back lower-cased in `metadatavalues`, as Azure's do.
+The parts:
+- `monitor_catalog.py`: the metrics and their dimensions;
+- `monitor_query.py`: parsing and checking the query (interval, timespan, filter,
+  aggregation, top, orderby), and the errors it answers;
+- `monitor_series.py`: each metric's numbers per bucket and series, from the request
+  log (`requestlog.py`: raw requests, 10 s / 1 min / 1 h rollups) and its gauges;
+- `monitor_sampler.py`: the gauges (instance CPU, memory, state; connections) sampled
+  every few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import datetime as dt
 import json
-import logging
-import os
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
-import psutil  # type: ignore[import-untyped]
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.auth import UNAUTHORIZED, has_arm_token
-from emulator.instances import Instance
 from emulator.monitor_catalog import DEPLOYMENT_NAMESPACE, ENDPOINT_NAMESPACE, MetricDef
 from emulator.monitor_query import MetricsError, Query, Resource, bad_request, parse_query
 from emulator.monitor_series import Point, SeriesKey, resource_series
 from emulator.requestlog_reader import Snapshot
-from emulator.requestlog_schema import Gauge
-
-if TYPE_CHECKING:
-    from emulator.service import Emulator
-
-log = logging.getLogger(__name__)
+from emulator.service import Emulator
 
 MAX_RESOURCES = 50
-SAMPLE_INTERVAL_S = 5.0
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/onlineEndpoints/"
@@ -305,146 +262,3 @@ async def get_batch(request: Request) -> Response:
 routes = [
     Route("/monitor/subscriptions/{sub}/metrics:getBatch", get_batch, methods=["POST"]),
 ]
-
-
-# what the sampler measures
-
-
-class ConnectionCounter:
-    """Client connections per endpoint, for ConnectionsActive and NewConnectionsPerSecond.
-
-    A subclass of uvicorn's HTTP protocol notes each TCP connection as it opens and
-    closes (one dict operation each); an ASGI middleware attributes a connection to an
-    endpoint at its first scoring request (a prefix test per request). A connection that
-    never scores (ARM, metrics) counts for no endpoint.
-    """
-
-    def __init__(self) -> None:
-        self._open: dict[tuple[str, int], str | None] = {}
-        self.opened: collections.Counter[str] = collections.Counter()
-
-    def active(self) -> collections.Counter[str]:
-        return collections.Counter(e for e in self._open.values() if e is not None)
-
-    def protocol(self, base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
-        counter = self
-
-        def connection_made(proto: Any, transport: asyncio.BaseTransport) -> None:
-            base.connection_made(proto, transport)
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                proto._bluegreen_peer = (str(peer[0]), int(peer[1]))
-                counter._open[proto._bluegreen_peer] = None
-
-        def connection_lost(proto: Any, exc: Exception | None) -> None:
-            counter._open.pop(getattr(proto, "_bluegreen_peer", ("", 0)), None)
-            base.connection_lost(proto, exc)
-
-        name = f"Counting{base.__name__}"
-        methods = {"connection_made": connection_made, "connection_lost": connection_lost}
-        return cast(type[asyncio.Protocol], type(name, (base,), methods))
-
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http" and scope["path"].startswith("/online/"):
-                client = scope.get("client")
-                if client:
-                    peer = (str(client[0]), int(client[1]))
-                    if peer in self._open and self._open[peer] is None:
-                        endpoint = scope["path"].split("/", 3)[2].lower()
-                        self._open[peer] = endpoint
-                        self.opened[endpoint] += 1
-            await app(scope, receive, send)
-
-        return counted
-
-
-def instance_state(instance: Instance) -> str:
-    """DeploymentCapacity's State: Running, Starting, NotReady or Failed."""
-    if instance.ready:
-        return "Running"
-    process = instance.process
-    if process is not None and process.returncode is not None:
-        return "Failed"
-    return "NotReady" if instance.launched else "Starting"
-
-
-class Sampler:
-    """Every few seconds: each instance's CPU, memory and state, and connection counts."""
-
-    def __init__(self, emulator: Emulator, *, interval: float = SAMPLE_INTERVAL_S) -> None:
-        self.emulator = emulator
-        self.interval = interval
-        self.connections = ConnectionCounter()
-        self._task: asyncio.Task[None] | None = None
-        self._processes: dict[int, Any] = {}
-        self._opened: collections.Counter[str] = collections.Counter()
-        self._last = time.time()
-        self._cpus = os.cpu_count() or 1
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics-sampler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sample()
-            except Exception:
-                log.exception("metrics sampling failed")
-
-    async def sample(self) -> None:
-        """Take one sample of everything and hand it to the request log."""
-        now = time.time()
-        targets = [
-            (runtime.pool.spec.endpoint, runtime.name, i.id, i.pid, instance_state(i))
-            for runtime in self.emulator.runtimes.values()
-            for i in runtime.pool.instances
-            if not i.retired
-        ]
-        rows = await asyncio.to_thread(self._measure, now, targets)
-        elapsed = max(now - self._last, 1e-3)
-        self._last = now
-        active = self.connections.active()
-        for route in list(self.emulator.endpoints.routes.values()):
-            name = route.name.lower()
-            opened = self.connections.opened[name] - self._opened[name]
-            self._opened[name] = self.connections.opened[name]
-            rows.append(Gauge(now, route.name, "", "", "", "connections", float(active[name])))
-            rows.append(Gauge(now, route.name, "", "", "", "new_connections", opened / elapsed))
-        self.emulator.requests.add_gauges(rows)
-
-    def _measure(
-        self, now: float, targets: list[tuple[str, str, str, int | None, str]]
-    ) -> list[Gauge]:
-        rows: list[Gauge] = []
-        alive = set()
-        for endpoint, deployment, instance, pid, state in targets:
-            rows.append(Gauge(now, endpoint, deployment, instance, state, "capacity", 1.0))
-            if pid is None or state == "Failed":
-                continue
-            alive.add(pid)
-            process = self._processes.get(pid)
-            try:
-                if process is None:
-                    # The first reading only starts cpu_percent's clock.
-                    process = self._processes[pid] = psutil.Process(pid)
-                    process.cpu_percent(None)
-                else:
-                    cpu = process.cpu_percent(None) / self._cpus
-                    rows.append(Gauge(now, endpoint, deployment, instance, "", "cpu", cpu))
-                memory = float(process.memory_percent())
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                self._processes.pop(pid, None)
-                continue
-            rows.append(Gauge(now, endpoint, deployment, instance, "", "memory", memory))
-        for pid in list(self._processes):
-            if pid not in alive:
-                del self._processes[pid]
-        return rows
