@@ -46,7 +46,8 @@ if __package__ in (None, ""):  # run as a file: python bench/bench_metrics.py
 from azure.monitor.querymetrics import MetricsClient
 
 from bench.servers import BENCH, BenchError, EmulatorServer
-from emulator.requestlog import DROPPED, RequestLog
+from emulator.requestlog import RequestLog
+from emulator.requestlog_schema import DROPPED
 from rollout.workspace import StaticTokenCredential
 
 log = logging.getLogger("bench.metrics")

@@ -1,811 +1,55 @@
-"""Azure Monitor metrics of the emulator's endpoints and deployments.
+"""Azure Monitor metrics of the emulator's endpoints and deployments: the batch API.
 
 `POST {metrics_url}/subscriptions/{s}/metrics:getBatch` answers exactly as Azure's
 metrics batch API does for azure-monitor-querymetrics' `MetricsClient.query_resources`:
 query parameters starttime, endtime, interval, metricnamespace, metricnames,
 aggregation, top, orderby, filter, rollupby (and any api-version), body
-`{"resourceids": [...]}`, the ARM bearer token, and Azure's response shape. The
-numbers come from the request log (`requestlog.py`: raw requests, 10 s / 1 min / 1 h
-rollups) and from the gauges this module's `Sampler` records every few seconds.
+`{"resourceids": [...]}`, the ARM bearer token, and Azure's response shape. This module
+is the route: it checks the token and the resource ids against the workspace, and
+shapes the answer (the `top` series by `orderby`, one timeseries per series, dimension
+names lower-cased in `metadatavalues`, as Azure's are).
 
-Endpoint scope (`.../onlineEndpoints/{e}`):
-  RequestsPerMinute       dims deployment, statusCode, statusCodeClass, modelStatusCode,
-                          trafficType (emulator only: live / mirror)
-  RequestLatency, RequestLatency_P50/_P90/_P95/_P99 (ms)   dims deployment, trafficType
-  NetworkBytes (bytes/s in + out of live requests), ConnectionsActive,
-  NewConnectionsPerSecond, MirrorDroppedPerMinute (emulator only; dim deployment)
-Deployment scope (`.../deployments/{d}`):
-  CpuUtilizationPercentage, CpuMemoryUtilizationPercentage   dim instanceId
-  DeploymentCapacity                                        dims instanceId, State
-
-Semantics per interval (buckets aligned to multiples of the interval since the epoch):
-- RequestsPerMinute and MirrorDroppedPerMinute are per-minute samples: total = the
-  requests in the interval, count = its minutes, average = total / count, minimum and
-  maximum over its minutes (a minute without requests is a 0). At PT10S total is the
-  requests in the 10 s and average = minimum = maximum = the per-minute rate (x 6).
-  Mirrored requests count under the mirror deployment; dropped mirror copies are not
-  requests served and count only in MirrorDroppedPerMinute.
-- NetworkBytes is per-minute samples of bytes per second, aggregated the same way.
-- RequestLatency: average, minimum, maximum, total (sum) and count of the requests'
-  latencies, measured from the request's arrival to its response (mirror copies: from
-  their dispatch). RequestLatency_Pxx: the percentile of the interval's requests
-  (average = minimum = maximum = total = that value; count = the requests). Exact
-  (nearest rank) when raw requests cover the window and it holds at most
-  `EXACT_LIMIT` (20,000) of them; otherwise from rollup histograms, within 1%
-  (requestlog.ALPHA).
-- Gauges (connections, CPU, memory, capacity) are samples: at each sampling time the
-  series' dimension values are combined (summed for counts, averaged for percentages),
-  then average / minimum / maximum / total / count run over the interval's samples.
-  ConnectionsActive counts the open client connections that have sent a scoring request
-  to the endpoint; NewConnectionsPerSecond, those connections' arrivals per second
-  (`ConnectionCounter`, a uvicorn protocol subclass and an ASGI middleware).
-A bucket without data has only its timeStamp, except that request counts and bytes
-are 0 there (they are known to be zero).
-
-Filters as Azure takes them: `dim eq 'v'` terms joined by `and`, with `or` only between
-values of one dimension; `'*'` splits by that dimension; every dimension the filter
-names splits the series unless `rollupby` names it. `top` (default 10) and `orderby`
-(e.g. `total desc`, default: the first aggregation, descending) pick among the split
-series. Dimension names come back lower-cased in `metadatavalues`, as Azure's do.
+The parts:
+- `monitor_catalog.py`: the metrics and their dimensions;
+- `monitor_query.py`: parsing and checking the query (interval, timespan, filter,
+  aggregation, top, orderby), and the errors it answers;
+- `monitor_series.py`: each metric's numbers per bucket and series, from the request
+  log (`requestlog.py`: raw requests, 10 s / 1 min / 1 h rollups) and its gauges;
+- `monitor_sampler.py`: the gauges (instance CPU, memory, state; connections) sampled
+  every few seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import datetime as dt
 import json
-import logging
-import math
-import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import Any
 
-import numpy as np
-import psutil  # type: ignore[import-untyped]
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.auth import UNAUTHORIZED, has_arm_token
-from emulator.instances import Instance
-from emulator.requestlog import (
-    DROPPED,
-    FloatArray,
-    Gauge,
-    IntArray,
-    Snapshot,
-    grouped_quantiles,
-)
+from emulator.monitor_catalog import DEPLOYMENT_NAMESPACE, ENDPOINT_NAMESPACE, MetricDef
+from emulator.monitor_query import MetricsError, Query, Resource, bad_request, parse_query
+from emulator.monitor_series import Point, SeriesKey, resource_series
+from emulator.requestlog_reader import Snapshot
+from emulator.service import Emulator
 
-if TYPE_CHECKING:
-    from emulator.service import Emulator
-
-log = logging.getLogger(__name__)
-
-ENDPOINT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
-DEPLOYMENT_NAMESPACE = ENDPOINT_NAMESPACE + "/deployments"
-# Above this many raw requests in a window, latency comes from rollup histograms.
-EXACT_LIMIT = 20_000
 MAX_RESOURCES = 50
-MAX_POINTS = 20_000
-DEFAULT_TOP = 10
-SAMPLE_INTERVAL_S = 5.0
-AGGREGATIONS = ("average", "minimum", "maximum", "total", "count")
-INTERVALS = {
-    "PT10S": 10,
-    "PT1M": 60,
-    "PT5M": 300,
-    "PT15M": 900,
-    "PT30M": 1800,
-    "PT1H": 3600,
-    "PT6H": 21600,
-    "PT12H": 43200,
-    "P1D": 86400,
-}
-_AGGREGATION_ALIASES = {"sum": "total", "avg": "average", "min": "minimum", "max": "maximum"}
 _RESOURCE = re.compile(
     r"^/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/(?P<ws>[^/]+)/onlineEndpoints/"
     r"(?P<endpoint>[^/]+)(?:/deployments/(?P<deployment>[^/]+))?/?$",
     re.IGNORECASE,
 )
-_DURATION = re.compile(
-    r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$", re.IGNORECASE
-)
-_TOKEN = re.compile(r"\s*(?:(\()|(\))|'((?:[^']|'')*)'|([A-Za-z_][A-Za-z0-9_.]*))")
 
 
-class MetricsError(Exception):
-    """An error the metrics API returns in Azure's shape."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}}
-
-
-def _bad(message: str) -> MetricsError:
-    return MetricsError(400, "BadRequest", message)
-
-
-# the catalog
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    name: str
-    display: str
-    unit: str
-    description: str
-    dimensions: tuple[str, ...]
-    kind: str  # requests | dropped | bytes | latency | gauge
-    quantile: float | None = None
-    gauge: str = ""
-    combine: str = "sum"  # how a gauge's dimension values add up at one sampling time
-
-
-_LATENCY_DIMS = ("deployment", "trafficType")
-ENDPOINT_METRICS = {
-    m.name.lower(): m
-    for m in (
-        MetricDef(
-            "RequestsPerMinute",
-            "Requests per minute",
-            "Count",
-            "The number of requests sent to the online endpoint within a minute.",
-            ("deployment", "statusCode", "statusCodeClass", "modelStatusCode", "trafficType"),
-            "requests",
-        ),
-        MetricDef(
-            "RequestLatency",
-            "Request Latency",
-            "MilliSeconds",
-            "The complete interval of time to respond to a request.",
-            _LATENCY_DIMS,
-            "latency",
-        ),
-        *(
-            MetricDef(
-                f"RequestLatency_P{p}",
-                f"Request Latency P{p}",
-                "MilliSeconds",
-                f"The P{p} request latency of all requests in the selected time period.",
-                _LATENCY_DIMS,
-                "latency",
-                quantile=p / 100,
-            )
-            for p in (50, 90, 95, 99)
-        ),
-        MetricDef(
-            "NetworkBytes",
-            "Network bytes",
-            "BytesPerSecond",
-            "The bytes per second served for the endpoint (requests and responses).",
-            (),
-            "bytes",
-        ),
-        MetricDef(
-            "ConnectionsActive",
-            "Active connection count",
-            "Count",
-            "The total number of concurrent TCP connections active from clients.",
-            (),
-            "gauge",
-            gauge="connections",
-        ),
-        MetricDef(
-            "NewConnectionsPerSecond",
-            "New connections per second",
-            "CountPerSecond",
-            "The average number of new TCP connections per second established from clients.",
-            (),
-            "gauge",
-            gauge="new_connections",
-        ),
-        MetricDef(
-            "MirrorDroppedPerMinute",
-            "Mirror copies dropped per minute (emulator)",
-            "Count",
-            "Mirror copies not sent because the mirror deployment was saturated (emulator only).",
-            ("deployment",),
-            "dropped",
-        ),
-    )
-}
-DEPLOYMENT_METRICS = {
-    m.name.lower(): m
-    for m in (
-        MetricDef(
-            "CpuUtilizationPercentage",
-            "CPU Utilization Percentage",
-            "Percent",
-            "The CPU use of the instances, in percent of this machine's CPUs.",
-            ("instanceId",),
-            "gauge",
-            gauge="cpu",
-            combine="mean",
-        ),
-        MetricDef(
-            "CpuMemoryUtilizationPercentage",
-            "CPU Memory Utilization Percentage",
-            "Percent",
-            "The memory (resident set) of the instances, in percent of this machine's memory.",
-            ("instanceId",),
-            "gauge",
-            gauge="memory",
-            combine="mean",
-        ),
-        MetricDef(
-            "DeploymentCapacity",
-            "Deployment Capacity",
-            "Count",
-            "The number of instances in the deployment, by state.",
-            ("instanceId", "State"),
-            "gauge",
-            gauge="capacity",
-        ),
-    )
-}
-_NAMESPACES = {
-    ENDPOINT_NAMESPACE.lower(): (ENDPOINT_NAMESPACE, ENDPOINT_METRICS),
-    DEPLOYMENT_NAMESPACE.lower(): (DEPLOYMENT_NAMESPACE, DEPLOYMENT_METRICS),
-}
-
-
-# filters
-
-
-@dataclass(frozen=True)
-class Term:
-    dimension: str  # lower-case
-    op: str  # eq | ne
-    value: str  # lower-case; '*' for every value
-
-
-@dataclass
-class Filter:
-    """Conjunction of groups; each group is `or` over terms of one dimension."""
-
-    groups: list[list[Term]] = field(default_factory=list)
-
-    @property
-    def dimensions(self) -> list[str]:
-        return [g[0].dimension for g in self.groups]
-
-    def matches(self, dims: Mapping[str, str]) -> bool:
-        for group in self.groups:
-            value = dims.get(group[0].dimension, "").lower()
-            if not any((t.value == "*" or t.value == value) == (t.op == "eq") for t in group):
-                return False
-        return True
-
-
-def parse_filter(text: str | None) -> Filter:
-    """Azure's metric filter: `a eq 'x' and b eq 'y' or b eq 'z' and c eq '*'`."""
-    if not text or not text.strip():
-        return Filter()
-    tokens: list[tuple[str, str]] = []
-    position = 0
-    while position < len(text):
-        if text[position:].strip() == "":
-            break
-        match = _TOKEN.match(text, position)
-        if match is None:
-            raise _bad(f"The filter '{text}' is not valid near '{text[position:][:20]}'.")
-        position = match.end()
-        if match.group(1) or match.group(2):
-            continue  # grouping brackets: the grammar below already fixes the grouping
-        if match.group(3) is not None:
-            tokens.append(("value", match.group(3).replace("''", "'")))
-        else:
-            tokens.append(("word", match.group(4)))
-    groups: list[list[Term]] = []
-    joiner = "and"
-    index = 0
-    while index < len(tokens):
-        chunk = tokens[index : index + 3]
-        if (
-            len(chunk) < 3
-            or chunk[0][0] != "word"
-            or chunk[1][0] != "word"
-            or chunk[1][1].lower() not in ("eq", "ne")
-            or chunk[2][0] != "value"
-        ):
-            raise _bad(
-                f"The filter '{text}' is not valid: expected \"<dimension> eq '<value>'\" "
-                "terms joined by 'and' or 'or'."
-            )
-        term = Term(chunk[0][1].lower(), chunk[1][1].lower(), chunk[2][1].lower())
-        if joiner == "and":
-            groups.append([term])
-        elif term.dimension != groups[-1][0].dimension:
-            raise _bad(
-                f"The filter '{text}' is not valid: the 'or' operator cannot separate two "
-                f"different dimensions ('{groups[-1][0].dimension}' and '{term.dimension}')."
-            )
-        else:
-            groups[-1].append(term)
-        index += 3
-        if index < len(tokens):
-            word = tokens[index]
-            if word[0] != "word" or word[1].lower() not in ("and", "or"):
-                raise _bad(f"The filter '{text}' is not valid near '{word[1]}'.")
-            joiner = word[1].lower()
-            index += 1
-            if index == len(tokens):
-                raise _bad(f"The filter '{text}' ends with '{joiner}'.")
-    return Filter(groups)
-
-
-# the query
-
-
-@dataclass
-class Query:
-    namespace: str
-    metrics: list[MetricDef]
-    start: float
-    end: float
-    interval: int
-    interval_text: str
-    aggregations: list[str]
-    filter: Filter
-    split: list[str]  # lower-case dimension names the series are split by
-    top: int
-    order_by: str
-    descending: bool
-    # Buckets are whole intervals aligned to multiples of the interval since the epoch.
-    first_bucket: int = field(init=False)
-    buckets: int = field(init=False)
-    stop: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.first_bucket = int(self.start // self.interval * self.interval)
-        self.buckets = max(1, math.ceil((self.end - self.first_bucket) / self.interval))
-        self.stop = self.first_bucket + self.buckets * self.interval
-
-
-def _parse_time(value: str, name: str) -> float:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _bad(
-            f"{name} '{value}' is not a valid ISO 8601 time such as 2024-05-01T10:00:00Z."
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
-
-
-def _parse_interval(value: str | None) -> tuple[int, str]:
-    text = (value or "PT1M").strip()
-    match = _DURATION.match(text)
-    seconds = None
-    if match is not None and text.upper() not in ("P", "PT"):
-        parts = {k: int(v) for k, v in match.groupdict().items() if v}
-        seconds = (
-            parts.get("d", 0) * 86400
-            + parts.get("h", 0) * 3600
-            + parts.get("m", 0) * 60
-            + parts.get("s", 0)
-        )
-    names = {s: n for n, s in INTERVALS.items()}
-    if seconds not in names:
-        raise _bad(
-            f"Invalid interval '{text}'. Supported intervals: PT10S (emulator only), "
-            + ", ".join(n for n in INTERVALS if n != "PT10S")
-            + "."
-        )
-    assert seconds is not None
-    return seconds, names[seconds]
-
-
-def parse_query(params: Mapping[str, str], namespace_key: str, *, now: float) -> Query:
-    """Validate the query string of a getBatch call (names lower-case)."""
-    namespace, catalog = _NAMESPACES[namespace_key]
-    names = [n.strip() for n in (params.get("metricnames") or "").split(",") if n.strip()]
-    if not names:
-        raise _bad("metricnames is required: the names of the metrics to retrieve.")
-    metrics: list[MetricDef] = []
-    for name in names:
-        metric = catalog.get(name.lower())
-        if metric is None:
-            raise _bad(
-                f"Failed to find metric configuration for provider: "
-                f"Microsoft.MachineLearningServices, resource type: {namespace}, metric: "
-                f"{name}. Valid metrics: {', '.join(m.name for m in catalog.values())}"
-            )
-        if metric not in metrics:
-            metrics.append(metric)
-    start_text, end_text = params.get("starttime"), params.get("endtime")
-    end = _parse_time(end_text, "endtime") if end_text else now
-    start = _parse_time(start_text, "starttime") if start_text else end - 3600
-    if start >= end:
-        raise _bad(f"starttime '{start_text}' must be before endtime '{end_text or 'now'}'.")
-    interval, interval_text = _parse_interval(params.get("interval"))
-    aggregations: list[str] = []
-    for raw in (params.get("aggregation") or "average").split(","):
-        name = raw.strip().lower()
-        if name in ("", "none"):
-            continue
-        if name not in AGGREGATIONS:
-            raise _bad(
-                f"Invalid aggregation '{raw.strip()}'. Valid aggregations: Average, Minimum, "
-                "Maximum, Total, Count."
-            )
-        if name not in aggregations:
-            aggregations.append(name)
-    aggregations = aggregations or ["average"]
-    flt = parse_filter(params.get("filter"))
-    rollup = {d.strip().lower() for d in (params.get("rollupby") or "").split(",") if d.strip()}
-    for metric in metrics:
-        known = {d.lower() for d in metric.dimensions}
-        for dimension in [*flt.dimensions, *rollup]:
-            if dimension not in known:
-                allowed = ", ".join(metric.dimensions) or "none"
-                raise _bad(
-                    f"Dimension '{dimension}' is not valid for metric '{metric.name}'. Valid "
-                    f"dimensions: {allowed}."
-                )
-    split = [d for d in dict.fromkeys(flt.dimensions) if d not in rollup]
-    top_text = params.get("top")
-    try:
-        top = int(top_text) if top_text else DEFAULT_TOP
-    except ValueError:
-        raise _bad(f"top '{top_text}' must be a positive integer.") from None
-    if top < 1:
-        raise _bad(f"top '{top_text}' must be a positive integer.")
-    order_text = (params.get("orderby") or "").strip()
-    order_by, descending = aggregations[0], True
-    if order_text:
-        words = order_text.lower().split()
-        name = _AGGREGATION_ALIASES.get(words[0], words[0])
-        if name not in AGGREGATIONS or len(words) > 2 or words[1:] not in ([], ["asc"], ["desc"]):
-            raise _bad(
-                f"orderby '{order_text}' is not valid: use an aggregation and a direction, "
-                "such as 'total desc' or 'maximum asc'."
-            )
-        order_by, descending = name, words[1:] != ["asc"]
-    query = Query(
-        namespace=namespace,
-        metrics=metrics,
-        start=start,
-        end=end,
-        interval=interval,
-        interval_text=interval_text,
-        aggregations=aggregations,
-        filter=flt,
-        split=split,
-        top=top,
-        order_by=order_by,
-        descending=descending,
-    )
-    if query.buckets > MAX_POINTS:
-        raise _bad(
-            f"The timespan holds {query.buckets} intervals of {interval_text}; at most "
-            f"{MAX_POINTS} are allowed. Use a shorter timespan or a longer interval."
-        )
-    return query
-
-
-# computing series
-
-Point = dict[str, float] | None
-SeriesKey = tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Resource:
-    id: str
-    endpoint: str
-    deployment: str | None
-
-
-def _request_dims(deployment: str, mirrored: int, status: int, model_status: int) -> dict[str, str]:
-    return {
-        "deployment": deployment,
-        "statuscode": str(status),
-        "statuscodeclass": f"{status // 100}xx",
-        "modelstatuscode": str(model_status) if model_status else "",
-        "traffictype": "mirror" if mirrored else "live",
-    }
-
-
-class _Keys:
-    """Which series a combination of dimension values belongs to (None: filtered out)."""
-
-    def __init__(self, query: Query, dims: Callable[..., dict[str, str]]) -> None:
-        self._query = query
-        self._dims = dims
-        self._cache: dict[tuple[Any, ...], SeriesKey | None] = {}
-
-    def __call__(self, *values: Any) -> SeriesKey | None:
-        try:
-            return self._cache[values]
-        except KeyError:
-            dims = self._dims(*values)
-            key = (
-                tuple(dims.get(d, "") for d in self._query.split)
-                if self._query.filter.matches(dims)
-                else None
-            )
-            self._cache[values] = key
-            return key
-
-
-def _stats(samples: FloatArray, valid: Any) -> tuple[Any, Any, Any, Any, Any]:
-    """Per row of a (buckets x samples) array: count, total, average, minimum, maximum."""
-    count = valid.sum(axis=1)
-    total = np.where(valid, samples, 0.0).sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        average = total / count
-    minimum = np.where(valid, samples, np.inf).min(axis=1)
-    maximum = np.where(valid, samples, -np.inf).max(axis=1)
-    return count, total, average, minimum, maximum
-
-
-def _rate_series(
-    rows: Sequence[tuple[int, str, int, int, int, int, int]],
-    unit: int,
-    query: Query,
-    metric: MetricDef,
-    now: float,
-) -> dict[SeriesKey, list[Point]]:
-    """Per-unit samples (requests per minute, bytes per second) aggregated per bucket.
-
-    `rows` are `UnitCount`s: (unit start, deployment, mirrored, status, model status,
-    requests, bytes).
-    """
-    per_bucket = query.interval // unit
-    units = query.buckets * per_bucket
-    start = query.first_bucket
-    keys = _Keys(query, _request_dims)
-    index: dict[SeriesKey, int] = {}
-    if not query.split:
-        index[()] = 0
-
-    def series_of(deployment: str, mirrored: int, status: int, model_status: int) -> int:
-        dropped = status == DROPPED
-        if (metric.kind == "requests" and dropped) or (metric.kind == "dropped" and not dropped):
-            return -1
-        if metric.kind == "bytes" and (dropped or mirrored):
-            return -1  # mirror copies never cross the endpoint's network
-        return _series_number(index, keys(deployment, mirrored, status, model_status))
-
-    combos: dict[tuple[str, int, int, int], int] = {}
-    sids = np.fromiter(
-        (
-            combos[c] if (c := r[1:5]) in combos else combos.setdefault(c, series_of(*c))
-            for r in rows
-        ),
-        dtype=np.int64,
-        count=len(rows),
-    )
-    slot = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    slot = (slot - start) // unit
-    amount = np.fromiter(
-        (r[6] if metric.kind == "bytes" else r[5] for r in rows), dtype=np.float64, count=len(rows)
-    )
-    keep = (sids >= 0) & (slot >= 0) & (slot < units)
-    values = np.bincount(
-        sids[keep] * units + slot[keep], weights=amount[keep], minlength=len(index) * units
-    ).reshape(len(index), query.buckets, per_bucket)
-    started = (start + np.arange(units) * unit <= now).reshape(query.buckets, per_bucket)
-    scale = 1 / unit if metric.kind == "bytes" else 60 / unit
-    out: dict[SeriesKey, list[Point]] = {}
-    for key, row in index.items():
-        raw = values[row]
-        count, total, average, minimum, maximum = _stats(raw * scale, started)
-        if metric.kind != "bytes":
-            total = np.where(started, raw, 0.0).sum(axis=1)  # requests, not rates
-        columns = {
-            "average": average.tolist(),
-            "minimum": minimum.tolist(),
-            "maximum": maximum.tolist(),
-            "total": total.tolist(),
-            "count": (count if unit == 60 else np.ones_like(count)).astype(float).tolist(),
-        }
-        present = (count > 0).tolist()
-        out[key] = [
-            {name: column[b] for name, column in columns.items()} if present[b] else None
-            for b in range(query.buckets)
-        ]
-    return out
-
-
-@dataclass
-class _Latencies:
-    """Latency statistics per series and bucket: arrays of shape (series, buckets)."""
-
-    series: list[SeriesKey]
-    n: IntArray
-    total: FloatArray
-    minimum: FloatArray
-    maximum: FloatArray
-    quantiles: dict[float, FloatArray]
-
-
-def _latencies(
-    snap: Snapshot, query: Query, resource: Resource, quantiles: Sequence[float]
-) -> _Latencies:
-    """Count, sum, min, max and the wanted percentiles of latency, per series and bucket.
-
-    Exact (nearest rank over the raw requests) when raw requests cover the window and it
-    holds at most EXACT_LIMIT of them; otherwise from rollup histograms (within ALPHA).
-    """
-    start, stop, interval, buckets = query.first_bucket, query.stop, query.interval, query.buckets
-    keys = _Keys(query, lambda d, m: _request_dims(d, m, 200, 200))
-    index: dict[SeriesKey, int] = {}
-    if not query.split:
-        index[()] = 0
-    exact = (
-        start >= snap.raw_since
-        and snap.count_raw(resource.endpoint, start, stop, EXACT_LIMIT + 1) <= EXACT_LIMIT
-    )
-    if exact:
-        combos = {
-            c: number
-            for c in sorted(snap.latency_combos(resource.endpoint, start, stop))
-            if (number := _series_number(index, keys(*c))) >= 0
-        }
-        group, latency = snap.raw_latencies(resource.endpoint, start, interval, buckets, combos)
-        order = np.lexsort((latency, group))
-        group, latency = group[order], latency[order]
-        size = len(index) * buckets
-        n = np.bincount(group, minlength=size).astype(np.int64)
-        total = np.bincount(group, weights=latency, minlength=size).astype(np.float64)
-        firsts = np.cumsum(n) - n
-        present = n > 0
-        padded = np.append(latency, np.nan)  # so that empty groups index safely
-
-        def at(offsets: IntArray) -> FloatArray:
-            return np.where(
-                present, padded[np.where(present, firsts + offsets, len(latency))], np.nan
-            )
-
-        minimum, maximum = at(np.zeros_like(n)), at(n - 1)
-        by_quantile = {
-            q: at(np.maximum(1, np.ceil(q * n - 1e-9).astype(np.int64)) - 1) for q in quantiles
-        }
-    else:
-        rollups = snap.latency_rollups(
-            resource.endpoint, start, stop, interval, histograms=bool(quantiles)
-        )
-        sids_list = [_series_number(index, keys(r.deployment, r.mirrored)) for r in rollups]
-        bucket_list = [(r.bucket - start) // interval for r in rollups]
-        sids = np.array(sids_list, dtype=np.int64)
-        bucket = np.array(bucket_list, dtype=np.int64)
-        keep = (sids >= 0) & (bucket >= 0) & (bucket < buckets)
-        kept = [r for r, k in zip(rollups, keep.tolist(), strict=True) if k]
-        group = sids[keep] * buckets + bucket[keep]
-        size = len(index) * buckets
-        n = np.bincount(group, weights=[r.n for r in kept], minlength=size).astype(np.int64)
-        total = np.bincount(group, weights=[r.latency_sum for r in kept], minlength=size).astype(
-            np.float64
-        )
-        minimum = np.full(size, np.inf)
-        maximum = np.full(size, -np.inf)
-        np.minimum.at(minimum, group, np.array([r.latency_min for r in kept], dtype=np.float64))
-        np.maximum.at(maximum, group, np.array([r.latency_max for r in kept], dtype=np.float64))
-        found = grouped_quantiles(group, [(r.hist_lo, r.hist) for r in kept], size, quantiles)
-        # The bin's value, kept within the exact extremes: still within ALPHA.
-        by_quantile = {q: np.clip(found[i], minimum, maximum) for i, q in enumerate(quantiles)}
-    shape = (len(index), buckets)
-    return _Latencies(
-        series=list(index),
-        n=n.reshape(shape),
-        total=total.reshape(shape),
-        minimum=minimum.reshape(shape),
-        maximum=maximum.reshape(shape),
-        quantiles={q: v.reshape(shape) for q, v in by_quantile.items()},
-    )
-
-
-def _series_number(index: dict[SeriesKey, int], key: SeriesKey | None) -> int:
-    """A series' row, numbered in order of first appearance; -1 when filtered out."""
-    return -1 if key is None else index.setdefault(key, len(index))
-
-
-def _latency_series(
-    stats: _Latencies, query: Query, metric: MetricDef
-) -> dict[SeriesKey, list[Point]]:
-    out: dict[SeriesKey, list[Point]] = {}
-    for row, key in enumerate(stats.series):
-        n = stats.n[row].tolist()
-        if metric.quantile is None:
-            columns = {
-                "average": (stats.total[row] / np.maximum(stats.n[row], 1)).tolist(),
-                "minimum": stats.minimum[row].tolist(),
-                "maximum": stats.maximum[row].tolist(),
-                "total": stats.total[row].tolist(),
-            }
-        else:
-            value = stats.quantiles[metric.quantile][row].tolist()
-            columns = dict.fromkeys(("average", "minimum", "maximum", "total"), value)
-        points: list[Point] = []
-        for b in range(query.buckets):
-            if not n[b]:
-                points.append(None)
-                continue
-            point = {name: values[b] for name, values in columns.items()}
-            point["count"] = float(n[b])
-            points.append(point)
-        out[key] = points
-    return out
-
-
-def _gauge_series(
-    rows: Iterable[Gauge], query: Query, metric: MetricDef
-) -> dict[SeriesKey, list[Point]]:
-    keys = _Keys(query, lambda instance, state: {"instanceid": instance, "state": state})
-    at_time: dict[tuple[SeriesKey, float], list[float]] = {}
-    for row in rows:
-        if row.metric != metric.gauge:
-            continue
-        key = keys(row.instance, row.state)
-        if key is None:
-            continue
-        acc = at_time.setdefault((key, row.ts), [0.0, 0.0])
-        acc[0] += row.value
-        acc[1] += 1
-    samples: dict[SeriesKey, dict[int, list[float]]] = {}
-    if not query.split:
-        samples[()] = {}
-    for (key, ts), (total, n) in at_time.items():
-        value = total / n if metric.combine == "mean" else total
-        bucket = int((ts - query.first_bucket) // query.interval)
-        if 0 <= bucket < query.buckets:
-            samples.setdefault(key, {}).setdefault(bucket, []).append(value)
-    out: dict[SeriesKey, list[Point]] = {}
-    for key, buckets in samples.items():
-        points: list[Point] = []
-        for b in range(query.buckets):
-            values = buckets.get(b)
-            if not values:
-                points.append(None)
-                continue
-            points.append(
-                {
-                    "average": sum(values) / len(values),
-                    "minimum": min(values),
-                    "maximum": max(values),
-                    "total": sum(values),
-                    "count": float(len(values)),
-                }
-            )
-        out[key] = points
-    return out
-
-
-_COLUMN_OF = {
-    "deployment": "deployment",
-    "traffictype": "mirrored",
-    "statuscode": "status",
-    "statuscodeclass": "status",
-    "modelstatuscode": "model_status",
-}
-
-
-def _key_columns(query: Query) -> set[str]:
-    """The request-log key columns a query's filter and metrics tell apart."""
-    columns = {_COLUMN_OF[d] for d in query.filter.dimensions if d in _COLUMN_OF}
-    if any(m.kind == "bytes" for m in query.metrics):
-        columns.add("mirrored")  # mirror copies are not network traffic
-    return columns
+# the answer
 
 
 def _rank(points: list[Point], aggregation: str) -> float | None:
@@ -884,36 +128,12 @@ def answer(
 ) -> dict[str, Any]:
     """The getBatch response for some resources of one namespace."""
     values = []
-    quantiles = [m.quantile for m in query.metrics if m.quantile is not None]
     for resource in resources:
-        latency: _Latencies | None = None
-        gauges: list[Gauge] | None = None
-        counts: list[tuple[int, str, int, int, int, int, int]] | None = None
-        metrics = []
-        for metric in query.metrics:
-            if metric.kind == "latency":
-                if latency is None:
-                    latency = _latencies(snap, query, resource, quantiles)
-                series = _latency_series(latency, query, metric)
-            elif metric.kind == "gauge":
-                if gauges is None:
-                    gauges = snap.gauges(
-                        resource.endpoint,
-                        resource.deployment or "",
-                        [m.gauge for m in query.metrics if m.kind == "gauge"],
-                        query.first_bucket,
-                        query.stop,
-                        unit=min(query.interval, 60),
-                    )
-                series = _gauge_series(gauges, query, metric)
-            else:
-                unit = 60 if query.interval >= 60 else 10
-                if counts is None:
-                    counts = snap.unit_counts(
-                        resource.endpoint, query.first_bucket, query.stop, unit, _key_columns(query)
-                    )
-                series = _rate_series(counts, unit, query, metric, now)
-            metrics.append(_metric_json(resource, metric, _pick(series, query), query))
+        found = resource_series(snap, query, resource, now=now)
+        metrics = [
+            _metric_json(resource, metric, _pick(series, query), query)
+            for metric, series in zip(query.metrics, found, strict=True)
+        ]
         values.append(
             {
                 "starttime": _iso(query.start),
@@ -940,12 +160,14 @@ async def _resource_ids(request: Request) -> list[str]:
     try:
         body = json.loads(await request.body() or b"{}")
     except ValueError as exc:
-        raise _bad(f"The request body is not valid JSON: {exc}") from exc
+        raise bad_request(f"The request body is not valid JSON: {exc}") from exc
     ids = body.get("resourceids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-        raise _bad('The request body must be {"resourceids": ["<resource id>", ...]}.')
+        raise bad_request('The request body must be {"resourceids": ["<resource id>", ...]}.')
     if len(ids) > MAX_RESOURCES:
-        raise _bad(f"A batch holds at most {MAX_RESOURCES} resource ids; this one has {len(ids)}.")
+        raise bad_request(
+            f"A batch holds at most {MAX_RESOURCES} resource ids; this one has {len(ids)}."
+        )
     return ids
 
 
@@ -958,7 +180,7 @@ def _resolve(
     for rid in ids:
         match = _RESOURCE.match(rid)
         if match is None:
-            raise _bad(
+            raise bad_request(
                 f"Resource id '{rid}' is not an online endpoint or deployment of an Azure "
                 "Machine Learning workspace."
             )
@@ -967,7 +189,7 @@ def _resolve(
             f"Microsoft.MachineLearningServices/workspaces/{match['ws']}"
         )
         if match["sub"].lower() != subscription.lower():
-            raise _bad(
+            raise bad_request(
                 f"Resource id '{rid}' is not in subscription '{subscription}' of the request; "
                 "a batch queries one subscription."
             )
@@ -988,10 +210,10 @@ def _resolve(
         kinds.add(deployment is not None)
         resources.append(Resource(rid, endpoint, deployment))
     if len(kinds) > 1:
-        raise _bad("All resource ids of a batch must be of one resource type.")
+        raise bad_request("All resource ids of a batch must be of one resource type.")
     expected = DEPLOYMENT_NAMESPACE if kinds == {True} else ENDPOINT_NAMESPACE
     if namespace.lower() != expected.lower():
-        raise _bad(
+        raise bad_request(
             f"metricnamespace '{namespace}' is not valid for resource '{ids[0]}'; its "
             f"namespace is '{expected}'."
         )
@@ -1012,7 +234,7 @@ async def get_batch(request: Request) -> Response:
         ids = await _resource_ids(request)
         namespace = params.get("metricnamespace") or ""
         if not namespace:
-            raise _bad("metricnamespace is required.")
+            raise bad_request("metricnamespace is required.")
         key, resources = _resolve(emulator, request.path_params["sub"], ids, namespace)
         now = time.time()
         query = parse_query(params, key, now=now)
@@ -1040,146 +262,3 @@ async def get_batch(request: Request) -> Response:
 routes = [
     Route("/monitor/subscriptions/{sub}/metrics:getBatch", get_batch, methods=["POST"]),
 ]
-
-
-# what the sampler measures
-
-
-class ConnectionCounter:
-    """Client connections per endpoint, for ConnectionsActive and NewConnectionsPerSecond.
-
-    A subclass of uvicorn's HTTP protocol notes each TCP connection as it opens and
-    closes (one dict operation each); an ASGI middleware attributes a connection to an
-    endpoint at its first scoring request (a prefix test per request). A connection that
-    never scores (ARM, metrics) counts for no endpoint.
-    """
-
-    def __init__(self) -> None:
-        self._open: dict[tuple[str, int], str | None] = {}
-        self.opened: collections.Counter[str] = collections.Counter()
-
-    def active(self) -> collections.Counter[str]:
-        return collections.Counter(e for e in self._open.values() if e is not None)
-
-    def protocol(self, base: type[asyncio.Protocol]) -> type[asyncio.Protocol]:
-        counter = self
-
-        def connection_made(proto: Any, transport: asyncio.BaseTransport) -> None:
-            base.connection_made(proto, transport)
-            peer = transport.get_extra_info("peername")
-            if isinstance(peer, tuple) and len(peer) >= 2:
-                proto._bluegreen_peer = (str(peer[0]), int(peer[1]))
-                counter._open[proto._bluegreen_peer] = None
-
-        def connection_lost(proto: Any, exc: Exception | None) -> None:
-            counter._open.pop(getattr(proto, "_bluegreen_peer", ("", 0)), None)
-            base.connection_lost(proto, exc)
-
-        name = f"Counting{base.__name__}"
-        methods = {"connection_made": connection_made, "connection_lost": connection_lost}
-        return cast(type[asyncio.Protocol], type(name, (base,), methods))
-
-    def middleware(self, app: ASGIApp) -> ASGIApp:
-        async def counted(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] == "http" and scope["path"].startswith("/online/"):
-                client = scope.get("client")
-                if client:
-                    peer = (str(client[0]), int(client[1]))
-                    if peer in self._open and self._open[peer] is None:
-                        endpoint = scope["path"].split("/", 3)[2].lower()
-                        self._open[peer] = endpoint
-                        self.opened[endpoint] += 1
-            await app(scope, receive, send)
-
-        return counted
-
-
-def instance_state(instance: Instance) -> str:
-    """DeploymentCapacity's State: Running, Starting, NotReady or Failed."""
-    if instance.ready:
-        return "Running"
-    process = instance.process
-    if process is not None and process.returncode is not None:
-        return "Failed"
-    return "NotReady" if instance.launched else "Starting"
-
-
-class Sampler:
-    """Every few seconds: each instance's CPU, memory and state, and connection counts."""
-
-    def __init__(self, emulator: Emulator, *, interval: float = SAMPLE_INTERVAL_S) -> None:
-        self.emulator = emulator
-        self.interval = interval
-        self.connections = ConnectionCounter()
-        self._task: asyncio.Task[None] | None = None
-        self._processes: dict[int, Any] = {}
-        self._opened: collections.Counter[str] = collections.Counter()
-        self._last = time.time()
-        self._cpus = os.cpu_count() or 1
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="metrics-sampler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.sample()
-            except Exception:
-                log.exception("metrics sampling failed")
-
-    async def sample(self) -> None:
-        """Take one sample of everything and hand it to the request log."""
-        now = time.time()
-        targets = [
-            (runtime.pool.spec.endpoint, runtime.name, i.id, i.pid, instance_state(i))
-            for runtime in self.emulator.runtimes.values()
-            for i in runtime.pool.instances
-            if not i.retired
-        ]
-        rows = await asyncio.to_thread(self._measure, now, targets)
-        elapsed = max(now - self._last, 1e-3)
-        self._last = now
-        active = self.connections.active()
-        for route in list(self.emulator.endpoints.routes.values()):
-            name = route.name.lower()
-            opened = self.connections.opened[name] - self._opened[name]
-            self._opened[name] = self.connections.opened[name]
-            rows.append(Gauge(now, route.name, "", "", "", "connections", float(active[name])))
-            rows.append(Gauge(now, route.name, "", "", "", "new_connections", opened / elapsed))
-        self.emulator.requests.add_gauges(rows)
-
-    def _measure(
-        self, now: float, targets: list[tuple[str, str, str, int | None, str]]
-    ) -> list[Gauge]:
-        rows: list[Gauge] = []
-        alive = set()
-        for endpoint, deployment, instance, pid, state in targets:
-            rows.append(Gauge(now, endpoint, deployment, instance, state, "capacity", 1.0))
-            if pid is None or state == "Failed":
-                continue
-            alive.add(pid)
-            process = self._processes.get(pid)
-            try:
-                if process is None:
-                    # The first reading only starts cpu_percent's clock.
-                    process = self._processes[pid] = psutil.Process(pid)
-                    process.cpu_percent(None)
-                else:
-                    cpu = process.cpu_percent(None) / self._cpus
-                    rows.append(Gauge(now, endpoint, deployment, instance, "", "cpu", cpu))
-                memory = float(process.memory_percent())
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                self._processes.pop(pid, None)
-                continue
-            rows.append(Gauge(now, endpoint, deployment, instance, "", "memory", memory))
-        for pid in list(self._processes):
-            if pid not in alive:
-                del self._processes[pid]
-        return rows

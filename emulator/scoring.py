@@ -36,7 +36,7 @@ from emulator import bodies
 from emulator.endpoints import EndpointRoute
 from emulator.instances import DeploymentPool, Instance
 from emulator.mirror_sample import Pending
-from emulator.requestlog import DROPPED
+from emulator.requestlog_schema import DROPPED
 from emulator.runtimes import DeploymentRuntime
 from emulator.service import Emulator
 from emulator.upstream import Answer, Broken, NotReached, TooLarge

@@ -31,7 +31,7 @@ from emulator.endpoints import EndpointRoute, Endpoints
 from emulator.instances import InstanceLimits
 from emulator.keys import Keys
 from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
-from emulator.monitor import Sampler
+from emulator.monitor_sampler import Sampler
 from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
 from emulator.runtimes import DeploymentRuntime, Runtimes
@@ -65,7 +65,6 @@ class Emulator:
         self.background: set[asyncio.Task[None]] = set()
         retention_days = float(self._meta_default("retention_days", lambda: "7"))
         self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
-        self.sampler = Sampler(self)
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
         max_asset = float(self._meta_default("max_asset_mb", lambda: str(DEFAULT_MAX_ASSET_MB)))
         self.assets = Assets(
@@ -112,6 +111,7 @@ class Emulator:
             on_deleted=lambda name: self.mirror_sample.clear(name),
         )
         self.keys = Keys(self.store, self.endpoints, token_secret=token_secret)
+        self.sampler = Sampler(self.runtimes, self.endpoints, self.requests)
         self.deployments = Deployments(
             self.store,
             self.operations,

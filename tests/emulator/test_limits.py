@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from emulator.requestlog import DROPPED
+from emulator.requestlog_schema import DROPPED
 from tests.conftest import RunningEmulator
 from tests.emulator.test_data_plane import Plane, _workers, wait_until
 

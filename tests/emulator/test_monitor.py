@@ -30,17 +30,12 @@ from azure.ai.ml.entities import CodeConfiguration, OnlineRequestSettings
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.monitor.querymetrics import MetricsClient, MetricsQueryResult
 
-from emulator import monitor
+from emulator import monitor, monitor_query, monitor_series
 from emulator.apply import register_local_assets
-from emulator.requestlog import (
-    ALPHA,
-    DROPPED,
-    Record,
-    RequestLog,
-    bin_values,
-    latency_bins,
-    nearest_rank,
-)
+from emulator.monitor_catalog import ENDPOINT_NAMESPACE
+from emulator.requestlog import RequestLog
+from emulator.requestlog_histogram import ALPHA, bin_values, latency_bins, nearest_rank
+from emulator.requestlog_schema import DROPPED, Record
 from rollout.workspace import StaticTokenCredential
 from tests.conftest import RunningEmulator, wait_until
 
@@ -86,16 +81,16 @@ def _write(log: RequestLog, records: list[Record], step: float = 30.0) -> None:
 def _answer(
     log: RequestLog, params: dict[str, str], *, now: float = NOW, exact_limit: int | None = None
 ) -> dict[str, Any]:
-    query = monitor.parse_query(params, monitor.ENDPOINT_NAMESPACE.lower(), now=now)
-    resource = monitor.Resource("/ep", "ep", None)
-    previous = monitor.EXACT_LIMIT
+    query = monitor_query.parse_query(params, ENDPOINT_NAMESPACE.lower(), now=now)
+    resource = monitor_query.Resource("/ep", "ep", None)
+    previous = monitor_series.EXACT_LIMIT
     if exact_limit is not None:
-        monitor.EXACT_LIMIT = exact_limit
+        monitor_series.EXACT_LIMIT = exact_limit
     try:
         with log.reader().snapshot() as snap:
             return monitor.answer(snap, query, [resource], region="local", now=now)
     finally:
-        monitor.EXACT_LIMIT = previous
+        monitor_series.EXACT_LIMIT = previous
 
 
 def _series(answer: dict[str, Any], metric: str) -> dict[tuple[str, ...], list[dict[str, Any]]]:
@@ -138,7 +133,7 @@ def test_rollups_keep_every_request_count_exact(tmp_path: Path) -> None:
             },
         )
         first = NOW - hours * 3600
-        first -= first % monitor.INTERVALS[interval]
+        first -= first % monitor_query.INTERVALS[interval]
         expected = sum(first <= r.ts < NOW and r.status != DROPPED for r in records)
         ((points),) = _series(answer, "RequestsPerMinute").values()
         assert sum(p.get("total", 0) for p in points) == expected, interval
@@ -258,7 +253,7 @@ def test_percentiles_from_rollups_are_within_the_stated_bound(tmp_path: Path) ->
 def test_filters_are_parsed_as_azure_reads_them(
     text: str, groups: list[list[tuple[str, str, str]]], split: list[str]
 ) -> None:
-    parsed = monitor.parse_filter(text)
+    parsed = monitor_query.parse_filter(text)
     assert [[(t.dimension, t.op, t.value) for t in g] for g in parsed.groups] == groups
     assert parsed.dimensions == split
 
@@ -268,8 +263,8 @@ def test_filters_are_parsed_as_azure_reads_them(
     ["deployment eq 'blue' or statusCode eq '200'", "deployment = 'blue'", "deployment eq 'x' and"],
 )
 def test_invalid_filters_are_refused_naming_the_problem(text: str) -> None:
-    with pytest.raises(monitor.MetricsError, match="filter") as caught:
-        monitor.parse_filter(text)
+    with pytest.raises(monitor_query.MetricsError, match="filter") as caught:
+        monitor_query.parse_filter(text)
     assert caught.value.status == 400
 
 
