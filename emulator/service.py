@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
+from emulator.auth import arm_token
 from emulator.datastores import Datastores
 from emulator.deployments import Deployments
 from emulator.endpoints import EndpointRoute, Endpoints
@@ -116,7 +117,10 @@ class Emulator:
             scoring_uri=self.scoring_uri,
             on_deleted=lambda name: self.mirror_sample.clear(name),
         )
-        self.keys = Keys(self.store, self.endpoints, token_secret=token_secret)
+        # The ARM token is also the emulator's Microsoft Entra token (keys.py).
+        self.keys = Keys(
+            self.store, self.endpoints, token_secret=token_secret, entra_token=arm_token(state_dir)
+        )
         self.deployments = Deployments(
             self.store,
             self.operations,

@@ -1,8 +1,9 @@
-"""Assets, the default datastore, computes and ARM's error shape, through
+"""Assets, the default datastore, computes, ARM's error shape and aad_token scoring, through
 the real azure-ai-ml MLClient (and plain HTTPS where the SDK has no call)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -12,11 +13,15 @@ import pytest
 from azure.ai.ml._utils._storage_utils import get_storage_client
 from azure.core.exceptions import ResourceNotFoundError
 
+from emulator.apply import apply_file
+from rollout.endpoints import scoring_credential
 from rollout.workspace import Workspace
 from tests.conftest import (
     EXAMPLES,
     RunningEmulator,
+    example_yaml,
     seed_tutorial_endpoint,
+    wait_until,
 )
 
 SEEDED = "assets-ep"
@@ -257,3 +262,77 @@ def test_the_sdks_upload_target_is_on_a_domain_that_never_resolves(
     )
     host = urlparse(client.container_client.url).hostname
     assert host == "bluegreenemulator.blob.invalid"
+
+
+# aad_token endpoints
+
+
+@pytest.fixture(scope="module")
+def aad(emulator: RunningEmulator, arm: Arm, tmp_path_factory: pytest.TempPathFactory) -> Arm:
+    folder = tmp_path_factory.mktemp("aad")
+    state = emulator.state_dir
+    apply_file(state, example_yaml("endpoint", folder, name=AAD, auth_mode="aad_token"))
+    blue = example_yaml("blue-deployment", folder, endpoint_name=AAD)
+    apply_file(state, blue, all_traffic=True, if_missing=True)
+    return arm
+
+
+def test_an_aad_token_endpoint_scores_through_the_sdk(aad: Arm, workspace: Workspace) -> None:
+    # azure-ai-ml asks its credential for a token for https://ml.azure.com and sends it.
+    answer = workspace.ml_client.online_endpoints.invoke(AAD, request_file=str(REQUEST))
+    assert len(json.loads(answer)) == 2
+
+
+def test_an_aad_token_endpoint_takes_the_emulators_entra_token(aad: Arm) -> None:
+    response = aad.score(AAD, aad.facts.token)
+    assert response.status_code == 200, response.text
+    assert response.headers["azureml-model-deployment"] == "blue"
+
+
+def test_an_aad_token_endpoint_refuses_its_keys_and_other_tokens(aad: Arm) -> None:
+    keys = aad.request(
+        "POST", f"{aad.workspace}/onlineEndpoints/{AAD}/listKeys?api-version=2023-04-01"
+    ).json()
+    assert aad.score(AAD, keys["primaryKey"]).status_code == 401
+    assert aad.score(AAD, "an-entra-token-of-someone-else").status_code == 401
+
+
+def test_a_key_endpoint_refuses_the_entra_token(aad: Arm) -> None:
+    assert aad.score(SEEDED, aad.facts.token).status_code == 401
+
+
+def test_no_aml_token_is_issued_for_an_aad_token_endpoint(aad: Arm) -> None:
+    response = aad.request(
+        "POST", f"{aad.workspace}/onlineEndpoints/{AAD}/token?api-version=2023-04-01"
+    )
+    assert response.status_code == 400
+    assert "Microsoft Entra" in response.json()["error"]["message"]
+
+
+def test_the_dashboards_scoring_credential_for_aad_is_the_entra_token(
+    aad: Arm, workspace: Workspace
+) -> None:
+    assert scoring_credential(workspace, AAD) == aad.facts.token
+
+
+def test_the_sdk_invoke_of_a_key_endpoint_still_works(aad: Arm, workspace: Workspace) -> None:
+    answer = workspace.ml_client.online_endpoints.invoke(SEEDED, request_file=str(REQUEST))
+    assert len(json.loads(answer)) == 2
+
+
+def test_an_aml_token_of_the_same_endpoint_is_refused_once_it_is_aad(aad: Arm) -> None:
+    path = f"{aad.workspace}/onlineEndpoints/switched-ep?api-version=2023-04-01"
+
+    def put(auth_mode: str) -> None:
+        body = {"location": "local", "properties": {"authMode": auth_mode}}
+        response = aad.request("PUT", path, body)
+        assert response.status_code in (200, 201), response.text
+
+    put("AMLToken")
+    token_path = path.replace("?", "/token?")
+    token = wait_until(lambda: aad.request("POST", token_path).json().get("accessToken"))
+    assert aad.score("switched-ep", token).status_code == 404  # no deployment, but let in
+    put("AADToken")
+    wait_until(lambda: aad.score("switched-ep", token).status_code == 401, what="AADToken")
+    # The Entra token passes authentication (and finds no deployment to serve it).
+    assert aad.score("switched-ep", aad.facts.token).status_code == 404
