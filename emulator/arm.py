@@ -21,12 +21,14 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator import bodies
+from emulator.assets import VersionQuery
 from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.errors import ApiError, bad_argument
 from emulator.mirror_sample import DEFAULT_CAPACITY
@@ -44,6 +46,8 @@ WS = (
 EP = WS + "/onlineEndpoints/{endpoint}"
 DEP = EP + "/deployments/{deployment}"
 _POLL_MS = "250"
+# Items per page of a listing (azure-ai-ml follows nextLink for the rest).
+_PAGE = 100
 
 
 def arm(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -321,7 +325,38 @@ def _top(text: str | None) -> int:
 # assets
 
 
+def _page(request: Request, emulator: Emulator, items: list[dict[str, Any]]) -> JSONResponse:
+    """One page of a listing in ARM's shape: `value`, and `nextLink` while more remain.
+
+    `$skip` is the continuation token of `nextLink` (here, the offset); azure-ai-ml's pagers
+    follow `nextLink` until it is absent. `count`, where the SDK sends it, is the page size.
+    """
+    skip = _whole(request.query_params.get("$skip"), "$skip", minimum=0) or 0
+    size = min(_whole(request.query_params.get("count"), "count", minimum=1) or _PAGE, _PAGE)
+    body: dict[str, Any] = {"value": items[skip : skip + size]}
+    if skip + size < len(items):
+        query = {**request.query_params, "$skip": str(skip + size)}
+        body["nextLink"] = f"{emulator.base_url}{request.url.path}?{urlencode(query)}"
+    return JSONResponse(body)
+
+
+def _whole(text: str | None, what: str, *, minimum: int) -> int | None:
+    if text is None:
+        return None
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else -1
+    if value < minimum:
+        raise bad_argument(f"{what} must be a whole number, {minimum} or more; got {text[:40]!r}")
+    return value
+
+
 def _asset_routes(kind: str) -> list[Route]:
+    async def containers(request: Request, emulator: Emulator) -> Response:
+        view = request.query_params.get("listViewType", "ActiveOnly").lower()
+        return _page(request, emulator, emulator.assets.list_containers(kind, view=view))
+
+    async def container(request: Request, emulator: Emulator) -> Response:
+        return JSONResponse(emulator.assets.get_container(kind, request.path_params["name"]))
+
     async def version(request: Request, emulator: Emulator) -> Response:
         p = request.path_params
         if request.method == "PUT":
@@ -331,13 +366,48 @@ def _asset_routes(kind: str) -> list[Route]:
         return JSONResponse(emulator.assets.get(kind, p["name"], p["version"]))
 
     async def versions(request: Request, emulator: Emulator) -> Response:
-        return _listing(emulator.assets.list_versions(kind, request.path_params["name"]))
+        query = VersionQuery.parse(request.query_params)
+        docs = emulator.assets.list_versions(kind, request.path_params["name"], query)
+        return _page(request, emulator, docs)
 
-    path = f"{WS}/{kind}/{{name}}/versions"
+    path = f"{WS}/{kind}"
     return [
-        Route(path, arm(versions), methods=["GET"]),
-        Route(path + "/{version}", arm(version), methods=["GET", "PUT"]),
+        Route(path, arm(containers), methods=["GET"]),
+        Route(path + "/{name}", arm(container), methods=["GET"]),
+        Route(path + "/{name}/versions", arm(versions), methods=["GET"]),
+        Route(path + "/{name}/versions/{version}", arm(version), methods=["GET", "PUT"]),
     ]
+
+
+# datastores and computes
+
+
+async def list_datastores(request: Request, emulator: Emulator) -> Response:
+    q = request.query_params
+    names = [n.strip() for n in q.get("names", "").split(",") if n.strip()]
+    found = emulator.datastores.list_all(
+        is_default=_flag(q.get("isDefault"), "isDefault"),
+        names=names or None,
+        search_text=q.get("searchText"),
+    )
+    return _page(request, emulator, found)
+
+
+def _flag(text: str | None, what: str) -> bool | None:
+    if text is None:
+        return None
+    if text.lower() not in ("true", "false"):
+        raise bad_argument(f"{what} must be true or false; got {text[:40]!r}")
+    return text.lower() == "true"
+
+
+async def get_datastore(request: Request, emulator: Emulator) -> Response:
+    return JSONResponse(emulator.datastores.get(request.path_params["name"]))
+
+
+async def list_computes(request: Request, emulator: Emulator) -> Response:
+    # Managed online endpoints need no compute; the emulator has no Kubernetes computes.
+    return _page(request, emulator, [])
 
 
 async def health(request: Request) -> Response:
@@ -368,3 +438,8 @@ routes = [
 ]
 for _kind in ("models", "codes", "environments"):
     routes += _asset_routes(_kind)
+routes += [
+    Route(WS + "/datastores", arm(list_datastores), methods=["GET"]),
+    Route(WS + "/datastores/{name}", arm(get_datastore), methods=["GET"]),
+    Route(WS + "/computes", arm(list_computes), methods=["GET"]),
+]

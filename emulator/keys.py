@@ -3,7 +3,13 @@
 An endpoint with auth mode Key has a primary and a secondary key, made when it is created
 and kept in the store. One with AMLToken gets tokens signed with the state directory's
 secret (HMAC-SHA256 over the endpoint's name and the expiry), valid for a day; nothing
-about an issued token is stored. Credentials are compared in constant time.
+about an issued token is stored. One with AADToken takes a Microsoft Entra token, which
+azure-ai-ml gets from its credential for the scope `https://ml.azure.com/.default`: the
+emulator has no Entra ID, and its Entra token is its ARM token (the one of
+`python -m emulator status --json`, which the dashboard's credential presents for every
+scope). Each mode takes its own credential only, as in Azure: keys and AML tokens are
+refused by an AADToken endpoint, the Entra token by the others. Credentials are compared
+in constant time.
 """
 
 from __future__ import annotations
@@ -24,10 +30,13 @@ TOKEN_LIFETIME_S = 24 * 3600
 class Keys:
     """The credentials of every endpoint."""
 
-    def __init__(self, store: Store, endpoints: Endpoints, *, token_secret: str) -> None:
+    def __init__(
+        self, store: Store, endpoints: Endpoints, *, token_secret: str, entra_token: str
+    ) -> None:
         self.store = store
         self.endpoints = endpoints
         self._token_secret = token_secret
+        self._entra_token = entra_token
 
     def list_keys(self, name: str) -> Doc:
         self.endpoints.stored(name)
@@ -57,6 +66,14 @@ class Keys:
 
     def issue_token(self, name: str) -> Doc:
         doc = self.endpoints.stored(name)
+        if doc["properties"]["authMode"] == "AADToken":
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"Endpoint '{name}' uses AADToken auth: score it with a Microsoft Entra token "
+                "for https://ml.azure.com (on the emulator, the token of `python -m emulator "
+                "status --json`); tokens are only issued for endpoints with auth_mode aml_token.",
+            )
         if doc["properties"]["authMode"] != "AMLToken":
             raise ApiError(
                 400,
@@ -86,6 +103,8 @@ class Keys:
             return ok_primary or ok_secondary
         if route.auth_mode == "AMLToken":
             return self._verify_token(route.name, presented)
+        if route.auth_mode == "AADToken":
+            return hmac.compare_digest(presented.encode(), self._entra_token.encode())
         return False
 
     def _verify_token(self, endpoint: str, token: str) -> bool:

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -31,7 +30,8 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from emulator import arm, monitor, scoring
+from emulator import arm, monitor, scoring, unrouted
+from emulator.auth import arm_token
 from emulator.instances import SOCKET_NAME_MAX
 from emulator.latency import check_latency_ms, delayed
 from emulator.mirror_sample import MirrorSample, check_capacity
@@ -59,17 +59,6 @@ class AlreadyRunning(Exception):
 def state_dir_from(value: str | None) -> Path:
     raw = value or os.environ.get("EMULATOR_STATE_DIR") or DEFAULT_STATE_DIR
     return Path(raw).expanduser().resolve()
-
-
-def arm_token(state_dir: Path) -> str:
-    """The ARM bearer token of a state directory, generated on first use."""
-    path = state_dir / "arm-token"
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
 
 
 @contextlib.contextmanager
@@ -236,7 +225,11 @@ def serve(
             finally:
                 await emulator.stop()
 
-        app = Starlette(routes=[*arm.routes, *scoring.routes, *monitor.routes], lifespan=lifespan)
+        app = Starlette(
+            routes=[*arm.routes, *scoring.routes, *monitor.routes],
+            exception_handlers=unrouted.exception_handlers,
+            lifespan=lifespan,
+        )
         app.state.emulator = emulator
         app.state.arm_token = token
         # Connections are counted per endpoint for the ConnectionsActive metrics.

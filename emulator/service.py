@@ -10,7 +10,8 @@ them together:
 - `keys` (keys.py): endpoint keys and tokens;
 - `deployments` (deployments.py): deployments as ARM resources;
 - `runtimes` (runtimes.py): the instance pools of running deployments;
-- `assets` (assets.py): model, code and environment versions.
+- `assets` (assets.py): model, code and environment versions;
+- `datastores` (datastores.py): the default datastore, described but not backed.
 
 The HTTP layers (`arm.py` for the control plane, `scoring.py` for the data plane) only
 translate requests into calls on these. Every change is validated with `rollout.rules`
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
+from emulator.auth import arm_token
+from emulator.datastores import Datastores
 from emulator.deployments import Deployments
 from emulator.endpoints import EndpointRoute, Endpoints
 from emulator.instances import InstanceLimits
@@ -35,7 +38,7 @@ from emulator.monitor_sampler import Sampler
 from emulator.operations import Interrupted, Operations
 from emulator.requestlog import RequestLog
 from emulator.runtimes import DeploymentRuntime, Runtimes
-from emulator.store import Store
+from emulator.store import Store, utc_now
 from emulator.workspace import LOCATION, PROVIDER, RESOURCE_GROUP, WORKSPACE, LocalWorkspace
 
 # Imported from here by code written before the split into modules.
@@ -74,6 +77,9 @@ class Emulator:
             workspace=WORKSPACE,
             resource_type=f"{PROVIDER}/workspaces",
         )
+        self.datastores = Datastores(
+            self.workspace, created_at=self._meta_default("created_at", utc_now)
+        )
         self.max_response_bytes = int(
             self._meta_default("max_response_bytes", lambda: str(100 * 2**20))
         )
@@ -110,7 +116,10 @@ class Emulator:
             scoring_uri=self.scoring_uri,
             on_deleted=lambda name: self.mirror_sample.clear(name),
         )
-        self.keys = Keys(self.store, self.endpoints, token_secret=token_secret)
+        # The ARM token is also the emulator's Microsoft Entra token (keys.py).
+        self.keys = Keys(
+            self.store, self.endpoints, token_secret=token_secret, entra_token=arm_token(state_dir)
+        )
         self.sampler = Sampler(self.runtimes, self.endpoints, self.requests)
         self.deployments = Deployments(
             self.store,

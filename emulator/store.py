@@ -164,10 +164,16 @@ class Store:
         ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    def list_assets(self, kind: str, name: str) -> list[Doc]:
-        rows = self._db.execute(
-            "SELECT doc FROM assets WHERE kind = ? AND name = ? ORDER BY rowid", (kind, name)
-        ).fetchall()
+    def list_assets(self, kind: str, name: str | None = None) -> list[Doc]:
+        """The versions of one asset, or of every asset of a kind, oldest registration first."""
+        if name is None:
+            rows = self._db.execute(
+                "SELECT doc FROM assets WHERE kind = ? ORDER BY rowid", (kind,)
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT doc FROM assets WHERE kind = ? AND name = ? ORDER BY rowid", (kind, name)
+            ).fetchall()
         return [json.loads(r[0]) for r in rows]
 
     def put_asset(self, kind: str, name: str, version: str, doc: Doc) -> None:

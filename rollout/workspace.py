@@ -207,7 +207,11 @@ def connect_emulator(
             "resource_manager": url + "/",
             "active_directory": url + "/",
             "aml_resource_id": url + "/",
-            "storage_endpoint": "localhost",
+            # The SDK uploads to https://{account}.blob.{storage_endpoint}. The emulator has
+            # no storage: the reserved .invalid domain (RFC 2606) never resolves, so an
+            # upload fails at once and no file or token goes anywhere (with .localhost a
+            # resolver may answer 127.0.0.1:443, whoever listens there).
+            "storage_endpoint": "invalid",
             "registry_discovery_endpoint": url + "/",
         },
         connection_verify=facts.ca_cert,
