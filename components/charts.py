@@ -307,7 +307,8 @@ class _Draft:
                 if window is not None
                 else max(m.at for m in shown) - min(m.at for m in shown)
             )
-            for group in cluster_markers(shown, span):
+            # panels side by side share the width: their labels are that much closer
+            for group in cluster_markers(shown, span, gap=MARKER_GAP * len(x_axes)):
                 for marker in group:
                     self._line(marker, _local_point(marker.at, tz), x_axes)
                 self._label(group, _local_point(group[0].at, tz), x_axes[0])

@@ -7,8 +7,8 @@ The emulator starts with `my-endpoint` and blue only. The tests run in order on 
 page (one Streamlit session); each step is checked on the page and again through the SDK.
 Traffic for the gates comes from the Metrics page's traffic generator. The wall time of
 each step, from the click to the page showing its result, is printed as a table at the end.
-A step that needs the candidate's predictions compared with the baseline's goes after
-`test_starting_the_plan_mirrors_10_percent_to_green`, while green is mirrored.
+While green is mirrored, its predictions are compared with blue's on the requests the
+emulator mirrored (it keeps both answers): model 2 predicts other numbers than model 1.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ def type_number(page: Page, label: str, value: int) -> None:
 def edit_steps(page: Page, column: int, values: list[str]) -> None:
     """Type `values` into a column of the step editor, from the first row down, as a user
     does in the grid: click the row, move to the column, type, Enter."""
-    grid = main(page).locator('[data-testid="stDataFrame"]')
+    # the step editor: the page's first grid (a prediction comparison's tables come after it)
+    grid = main(page).locator('[data-testid="stDataFrame"]').first
     for row, value in enumerate(values):
         cell = grid.get_by_test_id(f"glide-cell-{column}-{row}")
         for attempt in range(EDIT_ATTEMPTS):
@@ -332,11 +333,32 @@ def test_starting_the_plan_mirrors_10_percent_to_green(
     assert _traffic(sdk) == ({"blue": 100}, {"green": 10})
 
 
-def test_green_is_promoted_on_its_gates_to_100_percent(
+def test_greens_predictions_are_compared_with_blues_on_the_mirrored_requests(
     page: Page, sdk: Workspace, timings: Timings
 ) -> None:
     with timings.step(f"start traffic ({RATE}/s for {DURATION} s)"):
         start_traffic(page, rate=RATE, duration=DURATION)
+    page.wait_for_timeout(3_000)  # some requests mirrored (10% of 10/s: one every second)
+    go_to(page, "Rollout")
+    panel = main(page)
+    heading = panel.get_by_role("heading", name="Predictions")
+    heading.evaluate("(element) => element.scrollIntoView()")
+    pick(page, "Inputs", "Mirrored sample")
+    with timings.step("compare predictions on the mirrored sample (click → result)"):
+        click(page, button(panel, "Compare blue and green"))
+        agreement = panel.locator('[data-testid="stMetric"]').filter(has_text="Agreement")
+        expect(agreement).to_be_visible(timeout=60_000)
+    # blue's model 1 and green's model 2 answer the same rows with other numbers
+    expect(agreement).to_contain_text("0.0%")
+    expect(panel.get_by_text("Differences in predictions: green − blue")).to_be_visible()
+    expect(panel).to_contain_text("inputs: mirrored sample")
+    screenshot(page, "predictions", scroll_to=agreement)
+    assert _traffic(sdk) == ({"blue": 100}, {"green": 10}), "comparing moves no traffic"
+
+
+def test_green_is_promoted_on_its_gates_to_100_percent(
+    page: Page, sdk: Workspace, timings: Timings
+) -> None:
     go_to(page, "Rollout")
 
     promote(page, timings, "live 10%", after="live blue 90%, green 10% · mirror none")
@@ -432,3 +454,23 @@ def test_abort_puts_green_back_to_all_traffic_and_stops_the_mirror(
     expect(main(page)).to_contain_text("Last plan: flaky over green, aborted at step 1 of 5")
     assert _traffic(sdk) == ({"green": 100}, {})
     screenshot(page, "rollout-aborted")
+
+
+def test_history_lists_the_rollout_and_metrics_show_its_traffic(
+    page: Page, sdk: Workspace, timings: Timings
+) -> None:
+    with timings.step("History page"):
+        go_to(page, "History")
+    # the grid's cells are in a table inside its canvas; only the rows and columns in view
+    # are there (who, what, before, after: not yet the reason)
+    rows = main(page).locator('[data-testid="stDataFrame"] table tr')
+    # newest first: the abort and the traffic change it made, then the plan's start
+    expect(rows.nth(1)).to_contain_text("plan abort #2")
+    expect(rows.nth(2)).to_contain_text("live green 100% · mirror flaky 50%")
+    expect(rows.nth(2)).to_contain_text("live green 100% · mirror none")
+    expect(rows.nth(3)).to_contain_text("plan start #2")
+    screenshot(page, "history")
+    with timings.step("Metrics page"):
+        go_to(page, "Metrics")
+    expect(main(page).locator(".js-plotly-plot").first).to_be_visible()
+    screenshot(page, "metrics", scroll_to=main(page).locator(".js-plotly-plot").first)
