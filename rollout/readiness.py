@@ -11,12 +11,12 @@ have settles (UNCONFIRMED), so a workspace that names it otherwise shows 0 ready
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 from azure.monitor.querymetrics import MetricsClient
 
+from rollout.endpoints import read_pool
 from rollout.errors import RolloutError
 from rollout.metrics import Window, deployment_capacity, deployment_resource_id
 from rollout.workspace import Workspace
@@ -62,6 +62,8 @@ def read_ready(
     wanted = {e: list(d) for e, d in endpoints.items() if d}
     if not wanted:
         return {}
-    with ThreadPoolExecutor(max_workers=min(8, len(wanted))) as pool:
-        futures = {e: pool.submit(one, e, d) for e, d in wanted.items()}
-        return {e: f.result() for e, f in futures.items()}
+    # On the shared read pool (32 threads), so that a 30-endpoint workspace is one wave of
+    # queries, not four (8 threads cost the Endpoints page +800 ms at 150 ms a call).
+    pool = read_pool()
+    futures = {e: pool.submit(one, e, d) for e, d in wanted.items()}
+    return {e: f.result() for e, f in futures.items()}
