@@ -138,6 +138,20 @@ def cluster_markers(
 # --- shared pieces -------------------------------------------------------------------------
 
 
+def message_annotation(text: str) -> dict[str, Any]:
+    """Words in the middle of a figure's plot area, where its data would be."""
+    return {
+        "text": text,
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.5,
+        "showarrow": False,
+        "font": {"size": 15, "color": _MUTED},
+        "name": "message",
+    }
+
+
 def _local(times: Any, tz: tzinfo | None) -> Any:
     """UTC timestamps as naive local times: plotly's date axes ignore offsets."""
     zone = tz or datetime.now().astimezone().tzinfo
@@ -266,18 +280,7 @@ class _Draft:
 
     def message(self, text: str) -> None:
         """Words in the middle of the plot area, where the data would be."""
-        self.annotations.append(
-            {
-                "text": text,
-                "xref": "paper",
-                "yref": "paper",
-                "x": 0.5,
-                "y": 0.5,
-                "showarrow": False,
-                "font": {"size": 15, "color": _MUTED},
-                "name": "message",
-            }
-        )
+        self.annotations.append(message_annotation(text))
 
     def finish(
         self,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
+from components.charts import message_annotation
 from components.split import color_for
 from rollout.predictions import Tolerance
 
@@ -34,18 +35,7 @@ def differences_figure(
     annotations: list[dict[str, object]] = []
     shapes: list[dict[str, object]] = []
     if not differences:
-        annotations.append(
-            {
-                "text": "No numeric values in both answers to compare",
-                "xref": "paper",
-                "yref": "paper",
-                "x": 0.5,
-                "y": 0.5,
-                "showarrow": False,
-                "font": {"size": 15, "color": _MUTED},
-                "name": "message",
-            }
-        )
+        annotations.append(message_annotation("No numeric values in both answers to compare"))
     else:
         traces.append(
             go.Histogram(

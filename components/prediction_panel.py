@@ -30,7 +30,7 @@ from rollout.prediction_inputs import (
     read_mirrored_pairs,
     sample_inputs,
 )
-from rollout.prediction_run import PredictionRun, in_flight_for, run_predictions
+from rollout.prediction_run import PredictionRun, in_flight_for
 from rollout.predictions import Comparison, Tolerance, compare_pairs
 from rollout.workspace import Workspace
 
@@ -254,7 +254,7 @@ def _start(
         st.error(f"Could not get a key or token to call '{endpoint.name}': {exc}")
         return
     pair = [d for d in endpoint.deployments if d.name in (baseline, candidate)]
-    run = run_predictions(
+    run = PredictionRun(
         ws,
         endpoint.scoring_uri,
         credential,
@@ -263,7 +263,7 @@ def _start(
         candidate=candidate,
         tolerance=tolerance,
         in_flight=in_flight_for(pair),
-    )
+    ).start()
     st.session_state[running_key] = Running(run, baseline, candidate, source)
     st.rerun()  # the Compare button above was drawn before the run began: disable it
 

@@ -199,30 +199,6 @@ class PredictionRun:
         return result
 
 
-def run_predictions(
-    ws: Workspace,
-    scoring_uri: str,
-    credential: str,
-    inputs: Inputs,
-    *,
-    baseline: str,
-    candidate: str,
-    tolerance: Tolerance | None = None,
-    in_flight: int = MAX_IN_FLIGHT,
-) -> PredictionRun:
-    """A started run (see PredictionRun)."""
-    return PredictionRun(
-        ws,
-        scoring_uri,
-        credential,
-        inputs,
-        baseline=baseline,
-        candidate=candidate,
-        tolerance=tolerance,
-        in_flight=in_flight,
-    ).start()
-
-
 def bodies_of(inputs: Sequence[str]) -> Inputs:
     """Bodies given in code (tests, the sample request) as Inputs numbered from 1."""
     return Inputs(tuple(inputs), tuple(range(1, len(inputs) + 1)), "inputs", len(inputs))

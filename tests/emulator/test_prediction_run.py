@@ -17,7 +17,7 @@ from rollout.endpoints import get_endpoint, scoring_credential
 from rollout.errors import RolloutError
 from rollout.invoke import invoke
 from rollout.prediction_inputs import parse_jsonl
-from rollout.prediction_run import MAX_IN_FLIGHT, PredictionRun, in_flight_for, run_predictions
+from rollout.prediction_run import MAX_IN_FLIGHT, PredictionRun, in_flight_for
 from rollout.predictions import Tolerance
 from rollout.workspace import Workspace
 from tests.conftest import RunningEmulator, seed_tutorial_endpoint
@@ -54,7 +54,7 @@ def _run(
 ) -> PredictionRun:
     uri, credential = target
     inputs = parse_jsonl(text, name="inputs.jsonl")
-    run = run_predictions(ws, uri, credential, inputs, baseline=baseline, candidate=candidate)
+    run = PredictionRun(ws, uri, credential, inputs, baseline=baseline, candidate=candidate).start()
     assert run.wait(120), f"the run did not finish: {run.progress}"
     return run
 
@@ -118,9 +118,9 @@ def test_cancel_stops_sending_and_keeps_what_finished(
 ) -> None:
     uri, credential = target
     inputs = parse_jsonl(_lines(1000, seed=1), name="many.jsonl")
-    run = run_predictions(
+    run = PredictionRun(
         workspace, uri, credential, inputs, baseline="blue", candidate="green", in_flight=1
-    )
+    ).start()
     deadline = 60.0
     while run.progress[0] < 5 and deadline > 0:
         run.wait(0.05)
@@ -139,14 +139,14 @@ def test_an_unreachable_endpoint_is_a_failed_answer_not_an_exception(
     workspace: Workspace, target: tuple[str, str]
 ) -> None:
     _, credential = target
-    run = run_predictions(
+    run = PredictionRun(
         workspace,
         "https://127.0.0.1:9/score",
         credential,
         parse_jsonl(_lines(2)),
         baseline="blue",
         candidate="green",
-    )
+    ).start()
     assert run.wait(60)
     found = run.comparison()
     assert run.error is None
