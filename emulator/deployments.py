@@ -16,7 +16,7 @@ from emulator.assets import Assets
 from emulator.bodies import parse_duration_ms
 from emulator.endpoints import Deleting, Endpoints
 from emulator.errors import ApiError, check_rules
-from emulator.instances import tail_file
+from emulator.instance import tail_file
 from emulator.logfile import remove_log
 from emulator.operations import Interrupted, Operations
 from emulator.runtimes import Runtimes, probe_settings

@@ -6,6 +6,7 @@ keeps the instances of one deployment converged on its spec and instance count:
 scaling starts or stops instances while the ready ones keep serving, an update
 starts a new set and swaps it in only once every new instance is ready, and an
 instance that dies is restarted (as Azure's liveness probe would restart it).
+What an instance is lives in `emulator.instance`, its probes in `emulator.instance_health`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import collections
 import contextlib
 import hashlib
 import itertools
-import json
 import logging
 import os
 import signal
@@ -23,95 +23,27 @@ import sys
 import threading
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil  # type: ignore[import-untyped]
-
-from emulator.logfile import LOG_FILES, RotatingLog, backup, pump
-from emulator.upstream import Upstream, UpstreamError
+from emulator import instance_health
+from emulator.instance import (
+    SOCKET_NAME_MAX,
+    InitFailed,
+    Instance,
+    InstanceLimits,
+    InstanceSpec,
+    Probe,
+    tail_file,
+)
+from emulator.logfile import LOG_FILES, RotatingLog, pump
+from emulator.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
 _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 _STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
-# The longest file name of an instance's socket, so that server.py can pick a folder whose
-# socket paths fit AF_UNIX's 108 bytes. Longer names become a 10-character tag, "-", the
-# emulator's pid (Linux's pid_max is at most 2**22: 7 digits) and ".sock" (23 at most).
-SOCKET_NAME_MAX = 40
 _LOG_DRAIN_S = 2.0
-# How often an instance's memory is read; an allocation faster than the limit per
-# period can overshoot before the kill, as it can before a cgroup's OOM kill reacts.
-_MEMORY_PERIOD_S = 0.5
-
-
-class InitFailed(Exception):
-    """A new instance exited or never became ready; the message holds its last log lines."""
-
-
-@dataclass(frozen=True)
-class InstanceSpec:
-    """What an instance runs: the same spec gives interchangeable instances."""
-
-    endpoint: str
-    deployment: str
-    code_dir: str
-    script: str
-    model_dir: str
-    env: tuple[tuple[str, str], ...] = ()
-    max_concurrency: int = 1
-
-    @property
-    def fingerprint(self) -> str:
-        raw = json.dumps(
-            [self.code_dir, self.script, self.model_dir, self.env, self.max_concurrency]
-        )
-        return hashlib.sha256(raw.encode()).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class InstanceLimits:
-    """What one instance may use: memory (RSS), and the size of each deployment log file."""
-
-    memory_bytes: int = 2 * 2**30
-    log_bytes: int = 10 * 2**20
-
-
-@dataclass(frozen=True)
-class Probe:
-    """Azure's probe settings, in seconds."""
-
-    initial_delay: float = 10.0
-    period: float = 10.0
-    timeout: float = 2.0
-    success_threshold: int = 1
-    failure_threshold: int = 30
-
-    @property
-    def startup_deadline(self) -> float:
-        """How long a starting instance may take before it counts as failed."""
-        return max(30.0, self.initial_delay + self.period * self.failure_threshold)
-
-
-@dataclass(eq=False)
-class Instance:
-    id: str
-    spec: InstanceSpec
-    socket: Path
-    upstream: Upstream
-    process: asyncio.subprocess.Process | None = None
-    ready: bool = False
-    launched: bool = False
-    retired: bool = False
-    in_flight: int = 0
-    restarts: int = 0
-    started_at: float = field(default_factory=time.time)
-    log_pump: threading.Thread | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
 
 
 class DeploymentPool:
@@ -123,10 +55,10 @@ class DeploymentPool:
         *,
         socket_dir: Path,
         log_path: Path,
-        limits: InstanceLimits = InstanceLimits(),
+        limits: InstanceLimits | None = None,
     ) -> None:
         self.spec = spec
-        self.limits = limits
+        self.limits = limits or InstanceLimits()
         self.instances: list[Instance] = []
         self.desired = 0
         self.pending = 0
@@ -137,7 +69,7 @@ class DeploymentPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._socket_dir = socket_dir
         self._log_path = log_path
-        self._log = RotatingLog(log_path, max_bytes=limits.log_bytes, files=LOG_FILES)
+        self._log = RotatingLog(log_path, max_bytes=self.limits.log_bytes, files=LOG_FILES)
         self._ids = itertools.count()
         self._rr = itertools.count()
         self._lock = asyncio.Lock()
@@ -347,7 +279,7 @@ class DeploymentPool:
                     f"instance {instance.id} of deployment '{spec.deployment}' exited with code "
                     f"{process.returncode} before it was ready:\n{self.log_tail(15)}"
                 )
-            if instance.socket.exists() and await self._probe_ok(instance, "/", 2.0):
+            if instance.socket.exists() and await instance_health.probe_ok(instance, "/", 2.0):
                 instance.ready = instance.launched = True
                 self._wake()
                 return
@@ -366,95 +298,19 @@ class DeploymentPool:
     def _watch(self, instance: Instance) -> None:
         for job, name in (
             (self._supervise(instance), "watch"),
-            (self._liveness(instance), "liveness"),
-            (self._readiness(instance), "readiness"),
-            (self._memory(instance), "memory"),
+            (instance_health.liveness(instance, self.liveness, self.write_log), "liveness"),
+            (
+                instance_health.readiness(instance, self.readiness, self.write_log, self._wake),
+                "readiness",
+            ),
+            (
+                instance_health.memory(instance, self.limits.memory_bytes, self.write_log),
+                "memory",
+            ),
         ):
             task = asyncio.create_task(job, name=f"{name}-{instance.id}")
             self._watchers.add(task)
             task.add_done_callback(self._watchers.discard)
-
-    async def _probe_ok(self, instance: Instance, path: str, timeout: float) -> bool:
-        try:
-            answer = await asyncio.wait_for(instance.upstream.request("GET", path), timeout)
-        except (UpstreamError, TimeoutError):
-            return False
-        return answer.status == 200
-
-    async def _liveness(self, instance: Instance) -> None:
-        """Kill an instance that fails its liveness probe failure_threshold times in a row."""
-        failures = 0
-        while not instance.retired:
-            await asyncio.sleep(self.liveness.period)
-            if instance.retired or not instance.launched:
-                failures = 0
-                continue
-            if await self._probe_ok(instance, "/health", self.liveness.timeout):
-                failures = 0
-                continue
-            failures += 1
-            if failures < self.liveness.failure_threshold:
-                continue
-            failures = 0
-            process = instance.process
-            if process is None or process.returncode is not None or instance.retired:
-                continue
-            self.write_log(
-                f"instance {instance.id} (pid {process.pid}) failed its liveness probe "
-                f"{self.liveness.failure_threshold} times in a row; replacing it"
-            )
-            instance.ready = instance.launched = False
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-
-    async def _memory(self, instance: Instance) -> None:
-        """Kill an instance whose resident memory is over its limit; the supervisor restarts
-        it. Azure's instances run in containers with a memory limit, and one over it is
-        OOM-killed and restarted; the emulator's instances share the machine, so it watches.
-        """
-        limit = self.limits.memory_bytes
-        while not instance.retired:
-            await asyncio.sleep(_MEMORY_PERIOD_S)
-            process = instance.process
-            if process is None or process.returncode is not None or not instance.launched:
-                continue
-            try:
-                used = psutil.Process(process.pid).memory_info().rss
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            if used <= limit or instance.retired:
-                continue
-            self.write_log(
-                f"instance {instance.id} used {used / 2**20:.0f} MiB, over its limit of "
-                f"{limit / 2**20:g} MiB; restarted"
-            )
-            log.warning("instance %s is over its memory limit; restarting it", instance.id)
-            instance.ready = instance.launched = False
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-
-    async def _readiness(self, instance: Instance) -> None:
-        """Take an instance out of routing while its readiness probe fails, back when it passes."""
-        failures = successes = 0
-        while not instance.retired:
-            await asyncio.sleep(self.readiness.period)
-            if instance.retired or not instance.launched:
-                failures = successes = 0
-                continue
-            if await self._probe_ok(instance, "/", self.readiness.timeout):
-                successes, failures = successes + 1, 0
-                if not instance.ready and successes >= self.readiness.success_threshold:
-                    instance.ready = True
-                    self.write_log(f"instance {instance.id} is ready again")
-                    self._wake()
-            else:
-                failures, successes = failures + 1, 0
-                if instance.ready and failures >= self.readiness.failure_threshold:
-                    instance.ready = False
-                    self.write_log(
-                        f"instance {instance.id} failed its readiness probe {failures} times; "
-                        "it gets no traffic until it passes again"
-                    )
 
     async def _supervise(self, instance: Instance) -> None:
         """Restart the instance whenever its process dies while it is still wanted."""
@@ -509,37 +365,3 @@ class DeploymentPool:
         await instance.upstream.aclose()
         with contextlib.suppress(FileNotFoundError):
             instance.socket.unlink()
-
-
-def tail_file(path: Path, lines: int) -> str:
-    """The last `lines` lines of a log ('' when it does not exist).
-
-    When the current file has fewer lines (it was just rotated), the rest come from
-    the previous file.
-    """
-    text = _tail(path, lines)
-    have = len(text.splitlines())
-    if have < lines:
-        earlier = _tail(backup(path, 1), lines - have)
-        if earlier:
-            text = f"{earlier}\n{text}" if text else earlier
-    return text
-
-
-def _tail(path: Path, lines: int) -> str:
-    if lines <= 0:
-        return ""
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            block, data = 8192, b""
-            while size > 0 and data.count(b"\n") <= lines:
-                step = min(block, size)
-                size -= step
-                f.seek(size)
-                data = f.read(step) + data
-    except FileNotFoundError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])

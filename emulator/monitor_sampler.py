@@ -21,7 +21,7 @@ import psutil  # type: ignore[import-untyped]
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator.endpoints import Endpoints
-from emulator.instances import Instance
+from emulator.instance import Instance
 from emulator.requestlog import RequestLog
 from emulator.requestlog_schema import Gauge
 from emulator.runtimes import Runtimes

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.bodies import parse_duration_ms
-from emulator.instances import DeploymentPool, InitFailed, InstanceLimits, InstanceSpec, Probe
+from emulator.instance import InitFailed, InstanceLimits, InstanceSpec, Probe
+from emulator.instances import DeploymentPool
 from emulator.operations import Operations
 from emulator.store import Doc, Store
 

@@ -34,7 +34,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from emulator import bodies
 from emulator.endpoints import EndpointRoute
-from emulator.instances import DeploymentPool, Instance
+from emulator.instance import Instance
+from emulator.instances import DeploymentPool
 from emulator.mirror_sample import Pending
 from emulator.requestlog_schema import DROPPED
 from emulator.runtimes import DeploymentRuntime

@@ -1,94 +1,61 @@
-"""Running the emulator: state directory, HTTPS listener, lock, and connection facts.
+"""Running the emulator: the HTTPS listener and the app, for one state directory.
 
-One server per state directory (a file lock guarantees it). On start it writes
-`server.json` with its pid and URLs; `status` reads that, checks the process holds
-the lock and answers on /health, and adds the ARM token and CA path.
+`serve` holds the state directory's lock for as long as it runs, writes `server.json`
+with its pid and URLs, and serves ARM, scoring and metrics on 127.0.0.1. Finding,
+checking and stopping a running emulator is `emulator.control` (re-exported here);
+the instances' socket folder is `emulator.socket_dirs`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
-import stat
-import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-import httpx
-import psutil  # type: ignore[import-untyped]
 import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from emulator import arm, monitor, scoring, unrouted
+from emulator import arm, monitor, scoring, socket_dirs, unrouted
 from emulator.auth import arm_token
-from emulator.instances import SOCKET_NAME_MAX
+from emulator.control import (
+    DEFAULT_STATE_DIR,
+    AlreadyRunning,
+    NotRunning,
+    Status,
+    lock,
+    state_dir_from,
+    status,
+    stop,
+    wait_until_running,
+)
 from emulator.latency import check_latency_ms, delayed
 from emulator.mirror_sample import MirrorSample, check_capacity
 from emulator.privacy import make_private
 from emulator.service import Emulator
-from emulator.store import Store
 from emulator.tls import ensure_tls
-from emulator.workspace import LOCATION, RESOURCE_GROUP, WORKSPACE
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "AlreadyRunning",
+    "NotRunning",
+    "Status",
+    "serve",
+    "state_dir_from",
+    "status",
+    "stop",
+    "wait_until_running",
+]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_STATE_DIR = ".emulator"
-# sun_path of AF_UNIX is 108 bytes, the terminating NUL included.
-_UNIX_PATH_MAX = 107
-
-
-class NotRunning(Exception):
-    """No emulator answers for this state directory."""
-
-
-class AlreadyRunning(Exception):
-    """Another emulator already serves this state directory."""
-
-
-def state_dir_from(value: str | None) -> Path:
-    raw = value or os.environ.get("EMULATOR_STATE_DIR") or DEFAULT_STATE_DIR
-    return Path(raw).expanduser().resolve()
-
-
-@contextlib.contextmanager
-def _lock(state_dir: Path) -> Iterator[TextIO]:
-    handle = open(state_dir / "server.lock", "a+")  # noqa: SIM115 - held for the server's life
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as exc:
-        handle.close()
-        raise AlreadyRunning(
-            f"an emulator is already running for state directory {state_dir}"
-        ) from exc
-    try:
-        yield handle
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def _lock_is_held(state_dir: Path) -> bool:
-    path = state_dir / "server.lock"
-    if not path.exists():
-        return False
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
 
 
 def _bind(port: int, previous: int | None) -> socket.socket:
@@ -145,7 +112,7 @@ def serve(
     # for its owner only, and what an earlier version left readable is fixed below.
     os.umask(0o077)
     state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with _lock(state_dir):
+    with lock(state_dir):
         make_private(state_dir)
         tls = ensure_tls(state_dir)
         token = arm_token(state_dir)
@@ -158,15 +125,15 @@ def serve(
         bound = sock.getsockname()[1]
         base_url = f"https://127.0.0.1:{bound}"
         # A crash (SIGKILL) of the last run may have left instances and their sockets.
-        earlier = [_legacy_socket_dir(state_dir), state_dir / "sockets"]
+        earlier = [socket_dirs.legacy_socket_dir(state_dir), state_dir / "sockets"]
         if isinstance(last.get("socket_dir"), str):
             earlier.append(Path(last["socket_dir"]))
-        killed = _kill_strays(earlier)
+        killed = socket_dirs.kill_strays(earlier)
         if killed:
             log.warning("killed %d instance process(es) left by an earlier run", killed)
         for folder in earlier:
-            _remove_if_ours(folder)
-        socket_dir = _socket_dir(state_dir)
+            socket_dirs.remove_if_ours(folder)
+        socket_dir = socket_dirs.socket_dir(state_dir)
         emulator = Emulator(state_dir, socket_dir)
         emulator.base_url = base_url
         # Limits given in MiB are kept in the state directory, in bytes, for the next start.
@@ -267,161 +234,3 @@ def serve(
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     raise SystemExit(0)
-
-
-def _socket_dir(state_dir: Path) -> Path:
-    """A folder of ours alone (0700) for the instances' Unix sockets.
-
-    `sockets` in the state directory when the longest socket path fits AF_UNIX's 108 bytes,
-    else a folder with a random name in the temp directory: a predictable name in a shared
-    /tmp is one another user can create first, to make the emulator fail or to hijack it.
-    """
-    preferred = state_dir / "sockets"
-    if len(os.fsencode(preferred)) + 1 + SOCKET_NAME_MAX <= _UNIX_PATH_MAX:
-        try:
-            os.mkdir(preferred, 0o700)
-        except FileExistsError:
-            log.warning(
-                "%s exists and is not a folder of ours; instance sockets go to a private "
-                "folder in %s instead",
-                preferred,
-                tempfile.gettempdir(),
-            )
-        else:
-            return _checked_private(preferred)
-    return _checked_private(Path(tempfile.mkdtemp(prefix="bluegreen-")))
-
-
-def _checked_private(folder: Path) -> Path:
-    info = os.lstat(folder)
-    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-        raise OSError(f"socket folder {folder} is not a folder owned by this user")
-    os.chmod(folder, 0o700)
-    return folder
-
-
-def _legacy_socket_dir(state_dir: Path) -> Path:
-    """Where earlier versions put the sockets (a name anyone could predict)."""
-    digest = hashlib.sha256(str(state_dir).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"bluegreen-{digest}"
-
-
-def _remove_if_ours(folder: Path) -> None:
-    """Remove a socket folder an earlier run left; never one another user owns."""
-    try:
-        info = os.lstat(folder)
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid():
-        shutil.rmtree(folder, ignore_errors=True)
-    else:
-        log.warning("leaving %s alone: it is not a folder of ours", folder)
-
-
-def _kill_strays(socket_dirs: list[Path], timeout: float = 5.0) -> int:
-    """Kill this user's instance processes whose socket is in one of `socket_dirs`.
-
-    Instances exit when their emulator dies; these are the ones an earlier run of this
-    state directory left anyway (the lock we hold says that run is over).
-    """
-    folders = {str(d) for d in socket_dirs}
-    strays: list[psutil.Process] = []
-    for process in psutil.process_iter(["cmdline", "uids"]):
-        cmdline = process.info["cmdline"] or []
-        uids = process.info["uids"]
-        if "emulator.worker" not in cmdline or "--socket" not in cmdline or uids is None:
-            continue
-        at = cmdline.index("--socket") + 1
-        in_folder = at < len(cmdline) and os.path.dirname(cmdline[at]) in folders
-        if in_folder and uids.real == os.getuid() and process.pid != os.getpid():
-            strays.append(process)
-    for process in strays:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(strays, timeout=timeout)
-    return len(strays)
-
-
-@dataclass(frozen=True)
-class Status:
-    arm_url: str
-    metrics_url: str
-    ca_cert: str
-    token: str
-    subscription_id: str
-    resource_group: str
-    workspace_name: str
-    location: str
-    pid: int
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def status(state_dir: Path, *, timeout: float = 5.0) -> Status:
-    """Connection facts of the running emulator; raises NotRunning."""
-    info_path = state_dir / "server.json"
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NotRunning(f"no emulator has run with state directory {state_dir}") from exc
-    pid = info.get("pid")
-    if not pid or not _lock_is_held(state_dir):
-        raise NotRunning(f"the emulator for state directory {state_dir} is not running")
-    ca = state_dir / "tls" / "ca.pem"
-    try:
-        response = httpx.get(f"{info['arm_url']}/health", verify=str(ca), timeout=timeout)
-        response.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise NotRunning(
-            f"the emulator (pid {pid}) for {state_dir} does not answer at {info['arm_url']}: {exc}"
-        ) from exc
-    store = Store(state_dir / "state.db")
-    try:
-        subscription = store.get_meta("subscription_id") or ""
-    finally:
-        store.close()
-    return Status(
-        arm_url=info["arm_url"],
-        metrics_url=info["metrics_url"],
-        ca_cert=str(ca),
-        token=arm_token(state_dir),
-        subscription_id=subscription,
-        resource_group=RESOURCE_GROUP,
-        workspace_name=WORKSPACE,
-        location=LOCATION,
-        pid=int(pid),
-    )
-
-
-def wait_until_running(state_dir: Path, timeout: float) -> Status:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return status(state_dir, timeout=2.0)
-        except NotRunning:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def stop(state_dir: Path, timeout: float = 30.0) -> bool:
-    """Stop the running emulator; False when none was running."""
-    try:
-        info = json.loads((state_dir / "server.json").read_text())
-    except (OSError, ValueError):
-        return False
-    pid = info.get("pid")
-    if not pid or not _lock_is_held(state_dir):
-        return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(int(pid), signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _lock_is_held(state_dir):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(pid), signal.SIGKILL)
-            time.sleep(0.5)
-            break
-        time.sleep(0.1)
-    return True

@@ -31,7 +31,7 @@ from emulator.auth import arm_token
 from emulator.datastores import Datastores
 from emulator.deployments import Deployments
 from emulator.endpoints import EndpointRoute, Endpoints
-from emulator.instances import InstanceLimits
+from emulator.instance import InstanceLimits
 from emulator.keys import Keys
 from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
 from emulator.monitor_sampler import Sampler

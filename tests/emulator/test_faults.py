@@ -34,7 +34,7 @@ import pytest
 from azure.ai.ml import load_online_deployment
 from azure.core.exceptions import ResourceNotFoundError
 
-from emulator import server
+from emulator import socket_dirs
 from emulator.apply import apply_file, register_local_assets
 from rollout import changes
 from tests.conftest import REPO, OwnEmulator, RunningEmulator, example_yaml, wait_until
@@ -458,8 +458,8 @@ def test_a_state_directory_too_deep_for_unix_sockets_gets_a_random_private_folde
 ) -> None:
     deep = tmp_path / ("d" * 100)
     deep.mkdir()
-    first = server._socket_dir(deep)
-    second = server._socket_dir(deep)
+    first = socket_dirs.socket_dir(deep)
+    second = socket_dirs.socket_dir(deep)
     try:
         assert first != second
         assert first.parent == Path(tempfile.gettempdir())
