@@ -81,6 +81,9 @@ class Status:
     workspace_name: str
     location: str
     pid: int
+    # The Log Analytics query API (logs_api.py): LogsQueryClient(endpoint=logs_url).
+    logs_url: str
+    log_analytics_workspace_id: str
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -107,6 +110,7 @@ def status(state_dir: Path, *, timeout: float = 5.0) -> Status:
     store = Store(state_dir / "state.db")
     try:
         subscription = store.get_meta("subscription_id") or ""
+        log_workspace = store.get_meta("log_analytics_workspace_id") or ""
     finally:
         store.close()
     return Status(
@@ -119,6 +123,8 @@ def status(state_dir: Path, *, timeout: float = 5.0) -> Status:
         workspace_name=WORKSPACE,
         location=LOCATION,
         pid=int(pid),
+        logs_url=f"{info['arm_url']}/loganalytics",
+        log_analytics_workspace_id=log_workspace,
     )
 
 

@@ -3,7 +3,7 @@
 Each watch runs as a task for as long as the instance is wanted (until it is retired).
 A failing liveness probe or memory over the limit kills the process, and the pool's
 supervisor restarts it; a failing readiness probe only takes the instance out of routing.
-What happens is written to the deployment's log through `report`.
+What happens is written to the deployment's log, and kept as an event, through `report`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import psutil  # type: ignore[import-untyped]
 
+from emulator import lifecycle
 from emulator.instance import Instance, Probe
 from emulator.upstream import UpstreamError
 
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 # period can overshoot before the kill, as it can before a cgroup's OOM kill reacts.
 MEMORY_PERIOD_S = 0.5
 
-Report = Callable[[str], None]
+# (event name, message): the pool writes the message to the deployment's log and keeps the
+# event (emulator.lifecycle).
+Report = Callable[[str, str], None]
 
 
 async def probe_ok(instance: Instance, path: str, timeout: float) -> bool:
@@ -55,8 +58,9 @@ async def liveness(instance: Instance, probe: Probe, report: Report) -> None:
         if process is None or process.returncode is not None or instance.retired:
             continue
         report(
+            lifecycle.LIVENESS_FAILED,
             f"instance {instance.id} (pid {process.pid}) failed its liveness probe "
-            f"{probe.failure_threshold} times in a row; replacing it"
+            f"{probe.failure_threshold} times in a row; replacing it",
         )
         instance.ready = instance.launched = False
         with contextlib.suppress(ProcessLookupError):
@@ -80,8 +84,9 @@ async def memory(instance: Instance, limit: int, report: Report) -> None:
         if used <= limit or instance.retired:
             continue
         report(
+            lifecycle.OUT_OF_MEMORY,
             f"instance {instance.id} used {used / 2**20:.0f} MiB, over its limit of "
-            f"{limit / 2**20:g} MiB; restarted"
+            f"{limit / 2**20:g} MiB; restarted",
         )
         log.warning("instance %s is over its memory limit; restarting it", instance.id)
         instance.ready = instance.launched = False
@@ -104,13 +109,14 @@ async def readiness(
             successes, failures = successes + 1, 0
             if not instance.ready and successes >= probe.success_threshold:
                 instance.ready = True
-                report(f"instance {instance.id} is ready again")
+                report(lifecycle.READY, f"instance {instance.id} is ready again")
                 wake()
         else:
             failures, successes = failures + 1, 0
             if instance.ready and failures >= probe.failure_threshold:
                 instance.ready = False
                 report(
+                    lifecycle.NOT_READY,
                     f"instance {instance.id} failed its readiness probe {failures} times; "
-                    "it gets no traffic until it passes again"
+                    "it gets no traffic until it passes again",
                 )

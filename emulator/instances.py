@@ -22,10 +22,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
-from emulator import instance_health
+from emulator import instance_health, lifecycle
 from emulator.instance import (
     SOCKET_NAME_MAX,
     InitFailed,
@@ -45,6 +45,15 @@ _STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
 _LOG_DRAIN_S = 2.0
 
+# (instance id, event name, message): an instance's life-cycle event (emulator.lifecycle).
+EventSink = Callable[[str, str, str], None]
+# (instance id, lines): what an instance printed, as its log pump writes it.
+OutputSink = Callable[[str, list[bytes]], None]
+
+
+def _ignore_event(instance_id: str, name: str, message: str) -> None:
+    pass
+
 
 class DeploymentPool:
     """The instances of one deployment and the supervision that keeps them alive."""
@@ -56,6 +65,8 @@ class DeploymentPool:
         socket_dir: Path,
         log_path: Path,
         limits: InstanceLimits | None = None,
+        on_event: EventSink = _ignore_event,
+        on_output: OutputSink | None = None,
     ) -> None:
         self.spec = spec
         self.limits = limits or InstanceLimits()
@@ -69,6 +80,8 @@ class DeploymentPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._socket_dir = socket_dir
         self._log_path = log_path
+        self._on_event = on_event
+        self._on_output = on_output
         self._log = RotatingLog(log_path, max_bytes=self.limits.log_bytes, files=LOG_FILES)
         self._ids = itertools.count()
         self._rr = itertools.count()
@@ -182,6 +195,15 @@ class DeploymentPool:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         self._log.write(f"{stamp} emulator INFO {message}\n".encode())
 
+    def event(self, instance: Instance, name: str, message: str, *, logged: bool = True) -> None:
+        """An instance's life-cycle event: kept, and written to the log when `logged`."""
+        if logged:
+            self.write_log(message)
+        self._on_event(instance.id, name, message)
+
+    def _reporter(self, instance: Instance) -> instance_health.Report:
+        return lambda name, message: self.event(instance, name, message)
+
     # internals
 
     async def _scale(self, count: int) -> None:
@@ -265,29 +287,50 @@ class DeploymentPool:
             raise
         finally:
             os.close(write_end)
+        tee = None
+        if self._on_output is not None:
+            on_output, instance_id = self._on_output, instance.id
+            tee = lambda lines: on_output(instance_id, lines)  # noqa: E731
         instance.log_pump = threading.Thread(
-            target=pump, args=(read_end, self._log), name=f"log-{instance.id}", daemon=True
+            target=pump,
+            args=(read_end, self._log),
+            kwargs={"tee": tee},
+            name=f"log-{instance.id}",
+            daemon=True,
         )
         instance.log_pump.start()
         instance.started_at = time.time()
         process = instance.process
+        self.event(
+            instance,
+            lifecycle.STARTED,
+            f"instance {instance.id} started (pid {process.pid})",
+            logged=False,
+        )
         deadline = time.monotonic() + self.liveness.startup_deadline
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 await self._drain_log(instance)
-                raise InitFailed(
+                what = (
                     f"instance {instance.id} of deployment '{spec.deployment}' exited with code "
-                    f"{process.returncode} before it was ready:\n{self.log_tail(15)}"
+                    f"{process.returncode} before it was ready"
                 )
+                self.event(instance, lifecycle.INIT_FAILED, what, logged=False)
+                raise InitFailed(f"{what}:\n{self.log_tail(15)}")
             if instance.socket.exists() and await instance_health.probe_ok(instance, "/", 2.0):
                 instance.ready = instance.launched = True
+                self.event(
+                    instance, lifecycle.READY, f"instance {instance.id} is ready", logged=False
+                )
                 self._wake()
                 return
             await asyncio.sleep(0.05)
-        raise InitFailed(
+        what = (
             f"instance {instance.id} of deployment '{spec.deployment}' was not ready after "
             f"{self.liveness.startup_deadline:.0f} s"
         )
+        self.event(instance, lifecycle.INIT_FAILED, what, logged=False)
+        raise InitFailed(what)
 
     async def _drain_log(self, instance: Instance) -> None:
         """Wait until a dead instance's last output is in the log (bounded: a grandchild
@@ -298,13 +341,20 @@ class DeploymentPool:
     def _watch(self, instance: Instance) -> None:
         for job, name in (
             (self._supervise(instance), "watch"),
-            (instance_health.liveness(instance, self.liveness, self.write_log), "liveness"),
             (
-                instance_health.readiness(instance, self.readiness, self.write_log, self._wake),
+                instance_health.liveness(instance, self.liveness, self._reporter(instance)),
+                "liveness",
+            ),
+            (
+                instance_health.readiness(
+                    instance, self.readiness, self._reporter(instance), self._wake
+                ),
                 "readiness",
             ),
             (
-                instance_health.memory(instance, self.limits.memory_bytes, self.write_log),
+                instance_health.memory(
+                    instance, self.limits.memory_bytes, self._reporter(instance)
+                ),
                 "memory",
             ),
         ):
@@ -325,9 +375,11 @@ class DeploymentPool:
             instance.ready = instance.launched = False
             instance.restarts += 1
             await self._drain_log(instance)
-            self.write_log(
+            self.event(
+                instance,
+                lifecycle.RESTARTED,
                 f"instance {instance.id} (pid {process.pid}) exited with code {code}; "
-                f"restarting it (restart {instance.restarts})"
+                f"restarting it (restart {instance.restarts})",
             )
             log.warning("instance %s exited with code %s; restarting", instance.id, code)
             while not instance.retired:
@@ -362,6 +414,7 @@ class DeploymentPool:
                 await process.wait()
         # Its last output is written before the deployment's log may be deleted.
         await self._drain_log(instance)
+        self.event(instance, lifecycle.STOPPED, f"instance {instance.id} stopped", logged=False)
         await instance.upstream.aclose()
         with contextlib.suppress(FileNotFoundError):
             instance.socket.unlink()

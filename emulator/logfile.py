@@ -13,6 +13,7 @@ import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -89,10 +90,17 @@ def remove_log(path: Path) -> None:
             old.unlink(missing_ok=True)
 
 
-def pump(fd: int, log: RotatingLog, *, max_line: int = MAX_LINE_BYTES) -> None:
+def pump(
+    fd: int,
+    log: RotatingLog,
+    *,
+    max_line: int = MAX_LINE_BYTES,
+    tee: Callable[[list[bytes]], None] | None = None,
+) -> None:
     """Copy a child's output from the read end `fd` of its pipe to `log`, until EOF.
 
     A line longer than `max_line` bytes is cut there, with a note of how much was dropped.
+    `tee`, when given, gets the same lines as they are written.
     """
     partial = bytearray()
     dropped = 0
@@ -120,6 +128,8 @@ def pump(fd: int, log: RotatingLog, *, max_line: int = MAX_LINE_BYTES) -> None:
                 if partial or dropped:
                     take(b"", ends=True, out=out)
                     log.write(b"".join(out))
+                    if tee is not None:
+                        tee(out)
                 return
             *complete, rest = chunk.split(b"\n")
             for piece in complete:
@@ -127,6 +137,8 @@ def pump(fd: int, log: RotatingLog, *, max_line: int = MAX_LINE_BYTES) -> None:
             take(rest, ends=False, out=out)
             if out:
                 log.write(b"".join(out))
+                if tee is not None:
+                    tee(out)
             if len(chunk) < _CHUNK:
                 # Drained: let output gather for a moment rather than wake for every line
                 # (a score.py that logs each request would cost the router a wake-up per

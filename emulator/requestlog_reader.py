@@ -78,6 +78,20 @@ class Snapshot:
             for t in tables
         )
 
+    def requests_between(
+        self, start: float, end: float, limit: int
+    ) -> list[tuple[float, str, str, int, int, int | None, float, int, int]]:
+        """The newest `limit` live requests in [start, end], newest first, as stored:
+        (ts, endpoint, deployment, mirrored, status, model_status, latency_ms, bytes_in,
+        bytes_out). Raw requests are kept for `raw_hours` only (see `raw_since`)."""
+        rows = self._db.execute(
+            "SELECT ts, endpoint, deployment, mirrored, status, model_status, latency_ms, "
+            "bytes_in, bytes_out FROM requests WHERE ts >= ? AND ts <= ? AND mirrored = 0 "
+            "ORDER BY ts DESC LIMIT ?",
+            (start, end, limit),
+        ).fetchall()
+        return [tuple(row) for row in rows]
+
     def count_raw(self, endpoint: str, start: float, end: float, limit: int) -> int:
         """Raw requests of an endpoint in [start, end), counting no further than `limit`."""
         (count,) = self._db.execute(

@@ -19,6 +19,7 @@ from pathlib import Path
 from emulator.bodies import parse_duration_ms
 from emulator.instance import InitFailed, InstanceLimits, InstanceSpec, Probe
 from emulator.instances import DeploymentPool
+from emulator.lifecycle import ConsoleLines, EventLog
 from emulator.operations import Operations
 from emulator.store import Doc, Store
 
@@ -54,6 +55,8 @@ class Runtimes:
         state_dir: Path,
         socket_dir: Path,
         limits: Callable[[], InstanceLimits],
+        events: EventLog,
+        console: ConsoleLines,
     ) -> None:
         self.store = store
         self.operations = operations
@@ -61,6 +64,8 @@ class Runtimes:
         self.socket_dir = socket_dir
         # Read when a pool is made: `serve` sets the limits after the emulator is built.
         self._limits = limits
+        self.events = events
+        self.console = console
         self._runtimes: dict[tuple[str, str], DeploymentRuntime] = {}
 
     def get(self, endpoint: str, name: str) -> DeploymentRuntime | None:
@@ -82,6 +87,10 @@ class Runtimes:
                 socket_dir=self.socket_dir,
                 log_path=self.logs_dir(endpoint) / f"{name.lower()}.log",
                 limits=self._limits(),
+                on_event=lambda instance, event, message: self.events.record(
+                    endpoint, name, instance, event, message
+                ),
+                on_output=lambda instance, lines: self.console.add(endpoint, name, instance, lines),
             )
             # Requests that come while the first instances start are admitted (429) and
             # timed out (408) as the deployment's settings say.
@@ -101,6 +110,7 @@ class Runtimes:
         runtime = self._runtimes.pop(_key(endpoint, name), None)
         if runtime is not None:
             await runtime.pool.stop()
+        self.console.forget(endpoint, name)
 
     async def stop(self) -> None:
         await asyncio.gather(*(d.pool.stop() for d in self._runtimes.values()))

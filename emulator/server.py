@@ -24,7 +24,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
-from emulator import arm, monitor, scoring, socket_dirs, unrouted
+from emulator import arm, logs_api, monitor, scoring, socket_dirs, unrouted
 from emulator.auth import arm_token
 from emulator.control import (
     DEFAULT_STATE_DIR,
@@ -148,6 +148,7 @@ def serve(
                 emulator.store.set_meta(attribute, str(getattr(emulator, attribute)))
         if retention_days is not None:
             emulator.requests.retention_days = retention_days
+            emulator.events.retention_days = retention_days
             emulator.store.set_meta("retention_days", str(retention_days))
         if max_asset_mb is not None:
             emulator.assets.files.max_bytes = int(max_asset_mb * 2**20)
@@ -193,7 +194,7 @@ def serve(
                 await emulator.stop()
 
         app = Starlette(
-            routes=[*arm.routes, *scoring.routes, *monitor.routes],
+            routes=[*arm.routes, *scoring.routes, *monitor.routes, *logs_api.routes],
             exception_handlers=unrouted.exception_handlers,
             lifespan=lifespan,
         )

@@ -33,6 +33,7 @@ from emulator.deployments import Deployments
 from emulator.endpoints import EndpointRoute, Endpoints
 from emulator.instance import InstanceLimits
 from emulator.keys import Keys
+from emulator.lifecycle import ConsoleLines, EventLog
 from emulator.mirror_sample import DEFAULT_CAPACITY, MirrorSample
 from emulator.monitor_sampler import Sampler
 from emulator.operations import Interrupted, Operations
@@ -68,6 +69,13 @@ class Emulator:
         self.background: set[asyncio.Task[None]] = set()
         retention_days = float(self._meta_default("retention_days", lambda: "7"))
         self.requests = RequestLog(state_dir / "requests.db", retention_days=retention_days)
+        # Instances' life-cycle events and output, for the Logs query API (logs_api.py).
+        self.events = EventLog(state_dir / "events.db", retention_days=retention_days)
+        self.console = ConsoleLines()
+        # The Log Analytics workspace the emulator's deployments send their logs to.
+        self.log_analytics_workspace_id = self._meta_default(
+            "log_analytics_workspace_id", lambda: str(uuid.uuid4())
+        )
         self.max_body_bytes = int(self._meta_default("max_body_bytes", lambda: str(100 * 2**20)))
         max_asset = float(self._meta_default("max_asset_mb", lambda: str(DEFAULT_MAX_ASSET_MB)))
         self.assets = Assets(
@@ -107,6 +115,8 @@ class Emulator:
             state_dir=state_dir,
             socket_dir=socket_dir,
             limits=lambda: InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
+            events=self.events,
+            console=self.console,
         )
         self.endpoints = Endpoints(
             self.store,
@@ -161,4 +171,5 @@ class Emulator:
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.sampler.stop()
         await self.requests.stop()
+        self.events.close()
         self.store.close()

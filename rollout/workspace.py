@@ -64,10 +64,13 @@ class EmulatorFacts:
     workspace_name: str
     location: str
     pid: int
+    # The emulator's Log Analytics query API and workspace (emulator/logs_api.py).
+    logs_url: str = ""
+    log_analytics_workspace_id: str = ""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EmulatorFacts:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
 
 PrepareAssets = Callable[[OnlineDeployment], OnlineDeployment]
@@ -110,6 +113,10 @@ class Workspace:
     verify: str | bool = True
     metrics_url: str | None = None
     location: str | None = None
+    # Where the endpoints' diagnostic logs go (Log Analytics), when they are sent there:
+    # the workspace id (a GUID), and the query API's URL (None: Azure's public one).
+    log_analytics_workspace_id: str | None = None
+    logs_url: str | None = None
     facts: EmulatorFacts | None = field(default=None, repr=False)
     # The requests its MLClient (ARM) and its MetricsClient send (calls.py).
     arm_calls: CallLog = field(default_factory=CallLog, repr=False)
@@ -233,6 +240,8 @@ def connect_emulator(
         verify=facts.ca_cert,
         metrics_url=facts.metrics_url,
         location=facts.location,
+        log_analytics_workspace_id=facts.log_analytics_workspace_id or None,
+        logs_url=facts.logs_url or None,
         facts=facts,
         arm_calls=calls,
         prepare_assets=_register_on_emulator(facts),
@@ -245,8 +254,13 @@ def connect_azure(
     workspace_name: str,
     *,
     credential: TokenCredential | None = None,
+    log_analytics_workspace_id: str | None = None,
 ) -> Workspace:
-    """A Workspace on Azure ML, with DefaultAzureCredential unless a credential is given."""
+    """A Workspace on Azure ML, with DefaultAzureCredential unless a credential is given.
+
+    `log_analytics_workspace_id` is the Log Analytics workspace the endpoints' diagnostic
+    settings send their logs to, if they do (the Deployments page's events and requests).
+    """
     if credential is None:
         from azure.identity import DefaultAzureCredential
 
@@ -275,6 +289,7 @@ def connect_azure(
         ml_client=client,
         credential=credential,
         arm_calls=calls,
+        log_analytics_workspace_id=log_analytics_workspace_id or None,
     )
 
 
@@ -284,6 +299,7 @@ class AzureSettings:
     resource_group: str
     workspace_name: str
     source: str
+    log_analytics_workspace_id: str = ""
 
 
 def find_config(start: Path | None = None) -> AzureSettings | None:
