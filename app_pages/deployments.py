@@ -12,6 +12,7 @@ from components.deployment_actions import (
     scale_control,
 )
 from components.endpoint_views import deployments_table
+from components.events_view import events_panel
 from components.log_view import logs_panel
 from components.selection import endpoint_in_focus
 from components.workspace import read_only_reason
@@ -38,4 +39,5 @@ with delete.container(border=True):
     delete_control(endpoint, deployment, read_only)
 
 logs_panel(ws, endpoint, deployment)
+events_panel(ws, endpoint, deployment)
 open_pending_dialog(ws, endpoint)

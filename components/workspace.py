@@ -8,7 +8,9 @@ DefaultAzureCredential.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +36,12 @@ def _emulator_workspace(state_dir: str) -> Workspace:
 
 
 @st.cache_resource(show_spinner="Connecting to Azure ML…")
-def _azure_workspace(subscription_id: str, resource_group: str, workspace_name: str) -> Workspace:
-    return connect_azure(subscription_id, resource_group, workspace_name)
+def _azure_workspace(
+    subscription_id: str, resource_group: str, workspace_name: str, log_analytics: str
+) -> Workspace:
+    return connect_azure(
+        subscription_id, resource_group, workspace_name, log_analytics_workspace_id=log_analytics
+    )
 
 
 def _secret(section: str, name: str) -> Any:
@@ -65,9 +71,14 @@ def _azure_defaults() -> AzureSettings | None:
     sub = _secret("azure", "subscription_id")
     rg = _secret("azure", "resource_group")
     ws = _secret("azure", "workspace_name")
+    logs = str(
+        _secret("azure", "log_analytics_workspace_id")
+        or os.environ.get("BLUEGREEN_LOG_ANALYTICS_WORKSPACE_ID", "")
+    )
     if sub and rg and ws:
-        return AzureSettings(str(sub), str(rg), str(ws), ".streamlit/secrets.toml")
-    return find_config()
+        return AzureSettings(str(sub), str(rg), str(ws), ".streamlit/secrets.toml", logs)
+    found = find_config()
+    return None if found is None else dataclasses.replace(found, log_analytics_workspace_id=logs)
 
 
 NOT_CONNECTED = (
@@ -87,7 +98,9 @@ def current_workspace() -> Workspace | None:
             if s is None:
                 st.info(NOT_CONNECTED, icon=":material/cloud_off:")
                 return None
-            ws = _azure_workspace(s.subscription_id, s.resource_group, s.workspace_name)
+            ws = _azure_workspace(
+                s.subscription_id, s.resource_group, s.workspace_name, s.log_analytics_workspace_id
+            )
         else:
             state_dir = os.environ.get("EMULATOR_STATE_DIR", ".emulator")
             ws = _emulator_workspace(str(Path(state_dir).resolve()))
@@ -134,10 +147,32 @@ def _azure_form() -> None:
         sub = st.text_input("Subscription ID", value=defaults.subscription_id if defaults else "")
         rg = st.text_input("Resource group", value=defaults.resource_group if defaults else "")
         name = st.text_input("Workspace", value=defaults.workspace_name if defaults else "")
+        logs = st.text_input(
+            "Log Analytics workspace ID (optional)",
+            value=defaults.log_analytics_workspace_id if defaults else "",
+            help="Where the endpoints' diagnostic settings send their logs "
+            "(AmlOnlineEndpointEventLog, AmlOnlineEndpointTrafficLog): the Deployments page "
+            "shows instance events and recent requests from it.",
+        )
         if st.form_submit_button("Connect", type="primary"):
-            if sub.strip() and rg.strip() and name.strip():
+            problem = _settings_problem(sub, rg, name, logs)
+            if problem is None:
                 st.session_state[_AZURE] = AzureSettings(
-                    sub.strip(), rg.strip(), name.strip(), "typed in"
+                    sub.strip(), rg.strip(), name.strip(), "typed in", logs.strip()
                 )
             else:
-                st.error("Subscription ID, resource group and workspace are all required.")
+                st.error(problem)
+
+
+def _settings_problem(sub: str, rg: str, name: str, logs: str) -> str | None:
+    if not (sub.strip() and rg.strip() and name.strip()):
+        return "Subscription ID, resource group and workspace are all required."
+    if logs.strip():
+        try:
+            uuid.UUID(logs.strip())
+        except ValueError:
+            return (
+                f"The Log Analytics workspace ID '{logs.strip()}' is not a GUID; it is the "
+                "workspace's 'Workspace ID' on its Overview page in the Azure portal."
+            )
+    return None
