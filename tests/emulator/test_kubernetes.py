@@ -10,18 +10,15 @@ from typing import Any
 
 import httpx
 import pytest
-from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import (
     KubernetesCompute,
     KubernetesOnlineDeployment,
     KubernetesOnlineEndpoint,
-    ManagedOnlineDeployment,
 )
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from emulator.apply import register_local_assets
 from rollout.workspace import Workspace
-from tests.conftest import RunningEmulator
+from tests.conftest import RunningEmulator, kubernetes_deployment
 
 pytestmark = pytest.mark.emulator
 
@@ -30,23 +27,8 @@ COMPUTE = "k8s-compute"
 SAMPLE = {"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]]}
 
 
-def _deployment(
-    emulator: RunningEmulator, examples: Path, name: str, *, kubernetes: bool = True, **kw: Any
-) -> Any:
-    """The blue example as a Kubernetes (or managed) deployment of ENDPOINT, assets registered."""
-    loaded = load_online_deployment(examples / "blue-deployment.yml")
-    loaded.endpoint_name = ENDPOINT
-    register_local_assets(emulator.state_dir, loaded)
-    kind = KubernetesOnlineDeployment if kubernetes else ManagedOnlineDeployment
-    return kind(
-        name=name,
-        endpoint_name=ENDPOINT,
-        model=loaded.model,
-        code_configuration=loaded.code_configuration,
-        environment=loaded.environment,
-        instance_count=1,
-        **kw,
-    )
+def _deployment(emulator: RunningEmulator, examples: Path, name: str, **kw: Any) -> Any:
+    return kubernetes_deployment(emulator.state_dir, ENDPOINT, name, **kw)
 
 
 @pytest.fixture(scope="module")
