@@ -105,3 +105,29 @@ def test_the_traffic_editor_turns_the_mirror_off_and_refuses_one(
     assert app.button(key=keys.apply).disabled
     entity = workspace.ml_client.online_endpoints.get(ENDPOINT)
     assert not entity.mirror_traffic
+
+
+def test_the_deploy_page_offers_the_computes_instance_types_and_refuses_a_managed_yaml(
+    app_env: RunningEmulator, workspace: Workspace
+) -> None:
+    app = _open("app_pages/deploy.py")
+    app.radio(key="new_deployment_from").set_value("like").run()
+    app.selectbox(key=f"new_deployment_like_{ENDPOINT}").set_value("blue")
+    app.text_input(key="new_deployment_like_name").input("blue-large").run()
+    assert not app.exception, app.exception
+    choice = app.selectbox(key=f"new_deployment_like_type_{ENDPOINT}")
+    assert choice.options == ["defaultinstancetype", "largecpu"]
+    assert choice.value == "defaultinstancetype"
+    choice.set_value("largecpu").run()
+    app.button(key="new_deployment_like_open").click().run()
+    app.button(key="new_deployment_confirm").click().run(timeout=300)
+    assert not app.exception, app.exception
+    made = workspace.ml_client.online_deployments.get("blue-large", ENDPOINT)
+    assert (made.type, made.instance_type) == ("Kubernetes", "largecpu")
+
+    app = _open("app_pages/deploy.py")
+    path = REPO / "examples" / "green-deployment.yml"
+    app.text_input(key="new_deployment_yaml_path").input(str(path)).run()
+    assert not app.exception, app.exception
+    errors = "\n".join(str(e.value) for e in app.error)
+    assert "Managed online deployment" in errors and "Kubernetes online endpoint" in errors
