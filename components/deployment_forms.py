@@ -18,7 +18,7 @@ import streamlit as st
 
 from components import loading
 from components.change_flow import flash, run_change
-from rollout import deploy
+from rollout import computes, deploy
 from rollout.changes import Operation
 from rollout.deploy import LocalModel, ModelChoice, NewDeployment, RegisteredModel
 from rollout.endpoints import DeploymentView, EndpointView
@@ -52,6 +52,7 @@ class PendingDeployment:
     model: ModelChoice | None = None
     code: Path | None = None
     instance_count: int | None = None
+    instance_type: str | None = None  # on a Kubernetes endpoint: one its compute defines
 
 
 def _clear_pending() -> None:
@@ -93,7 +94,7 @@ def add_deployment_form(ws: Workspace, endpoint: EndpointView, read_only: str | 
     if read_only:
         st.caption(":material/lock: Read-only mode: disabled.")
     if start == _FROM_YAML:
-        _from_yaml(endpoint, read_only)
+        _from_yaml(ws, endpoint, read_only)
     elif endpoint.deployments:
         _like(ws, endpoint, read_only)
     else:
@@ -103,7 +104,7 @@ def add_deployment_form(ws: Workspace, endpoint: EndpointView, read_only: str | 
 # --- from a YAML ----------------------------------------------------------------------------
 
 
-def _from_yaml(endpoint: EndpointView, read_only: str | None) -> None:
+def _from_yaml(ws: Workspace, endpoint: EndpointView, read_only: str | None) -> None:
     how = st.radio(
         "YAML",
         [_PATH, _UPLOAD],
@@ -150,7 +151,17 @@ def _from_yaml(endpoint: EndpointView, read_only: str | None) -> None:
         st.error(str(exc), icon=":material/block:")
         return
     existing = [d.name for d in endpoint.deployments]
-    problems = [v.message for v in deploy.check_new_deployment(endpoint.name, existing, new.name)]
+    found = deploy.check_new_deployment(endpoint.name, existing, new.name)
+    if endpoint.compute:
+        try:
+            types = computes.list_instance_types(ws, endpoint.compute)
+        except RolloutError as exc:
+            st.error(str(exc), icon=":material/block:")
+            return
+    else:
+        types = []
+    found += computes.check_placement(new, compute=endpoint.compute, instance_types=types)
+    problems = [v.message for v in found]
     _summary(new)
     if problems:
         _problems(problems)
@@ -205,6 +216,7 @@ def _like(ws: Workspace, endpoint: EndpointView, read_only: str | None) -> None:
             help="1 to 50 instances (Azure's limit).",
         )
     )
+    instance_type = _instance_type(ws, endpoint, source)
     if not name:
         _deploy_button("new_deployment_like_open", read_only or "Name the new deployment.", None)
         return
@@ -225,9 +237,30 @@ def _like(ws: Workspace, endpoint: EndpointView, read_only: str | None) -> None:
         model=model,
         code=code,
         instance_count=count,
+        instance_type=instance_type,
     )
     blocker = read_only or ("Fix what is listed first." if problems else None)
     _deploy_button("new_deployment_like_open", blocker, pending)
+
+
+def _instance_type(ws: Workspace, endpoint: EndpointView, source: DeploymentView) -> str | None:
+    """On a Kubernetes endpoint, the instance type, chosen from those its compute defines."""
+    if not endpoint.compute:
+        return None
+    try:
+        types = computes.list_instance_types(ws, endpoint.compute)
+    except RolloutError as exc:
+        st.error(str(exc), icon=":material/block:")
+        return None
+    index = types.index(source.instance_type) if source.instance_type in types else 0
+    return st.selectbox(
+        "Instance type",
+        types,
+        index=index,
+        key=f"new_deployment_like_type_{endpoint.name}",
+        help=f"The instance types {endpoint.compute_label} defines (Kubernetes endpoints use "
+        "the compute's instance types, not Azure's VM sizes).",
+    )
 
 
 def _model_choice(ws: Workspace, source: DeploymentView) -> ModelChoice | None:
@@ -359,6 +392,7 @@ def _start(ws: Workspace, pending: PendingDeployment) -> Operation:
             model=pending.model,
             code=pending.code,
             instance_count=pending.instance_count,
+            instance_type=pending.instance_type,
         )
     return deploy.begin_create_deployment(ws, new)
 

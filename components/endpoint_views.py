@@ -18,11 +18,12 @@ def endpoint_summary(endpoint: EndpointView, *, selected: bool = False) -> None:
     st.subheader(endpoint.name, anchor=False)
     st.markdown(state_badge(endpoint.state) + (" :blue-badge[selected]" if selected else ""))
     facts = endpoint_facts(endpoint)
-    columns = st.columns([2, 1, 1, 1])
+    columns = st.columns([2, 1, 1, 1, 1])
     columns[0].markdown(f"**Scoring URI**  \n`{endpoint.scoring_uri}`")
-    columns[1].markdown(f"**Auth mode**  \n{facts['auth']}")
-    columns[2].markdown(f"**Live traffic**  \n{facts['live']}")
-    columns[3].markdown(f"**Mirror traffic**  \n{facts['mirror']}")
+    columns[1].markdown(f"**Compute**  \n{facts['compute']}")
+    columns[2].markdown(f"**Auth mode**  \n{facts['auth']}")
+    columns[3].markdown(f"**Live traffic**  \n{facts['live']}")
+    columns[4].markdown(f"**Mirror traffic**  \n{facts['mirror']}")
     if not (endpoint.live_total or endpoint.mirror):
         st.warning(
             "No deployment has live traffic: routed requests get 404 until traffic is set.",

@@ -124,7 +124,13 @@ def target_traffic(plan: Plan, endpoint: EndpointView) -> TrafficState | None:
     wanted = promotion.wanted_traffic(plan, names)
     if wanted is None:
         return None
-    return TrafficState.build(endpoint.name, names, dict(wanted.traffic), dict(wanted.mirror))
+    return TrafficState.build(
+        endpoint.name,
+        names,
+        dict(wanted.traffic),
+        dict(wanted.mirror),
+        kubernetes=endpoint.kubernetes,
+    )
 
 
 # --- reading ------------------------------------------------------------------------------

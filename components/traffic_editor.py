@@ -254,7 +254,7 @@ def edit(ws: Workspace, endpoint: EndpointView, *, read_only: str | None) -> Edi
             [_NO_MIRROR, *loaded.deployments],
             format_func=lambda v: v or "none",
             key=keys.mirror_target,
-            disabled=disabled,
+            disabled=disabled or endpoint.kubernetes,
         )
     with percent_col:
         st.slider(
@@ -264,16 +264,24 @@ def edit(ws: Workspace, endpoint: EndpointView, *, read_only: str | None) -> Edi
             step=1,
             format="%d%%",
             key=keys.mirror_percent,
-            disabled=disabled or not target,
+            disabled=disabled or not target or endpoint.kubernetes,
             help=f"Azure mirrors at most {MAX_MIRROR_PERCENT}% of live requests.",
         )
-        st.caption(
-            f"Stops at {MAX_MIRROR_PERCENT}%: Azure caps mirror traffic at "
-            f"{MAX_MIRROR_PERCENT}% of live requests."
-        )
+        if endpoint.kubernetes:
+            st.caption(
+                f"Mirror traffic is off: {endpoint.name} is a Kubernetes online endpoint "
+                f"({endpoint.compute_label}), and Azure does not mirror traffic on those."
+            )
+        else:
+            st.caption(
+                f"Stops at {MAX_MIRROR_PERCENT}%: Azure caps mirror traffic at "
+                f"{MAX_MIRROR_PERCENT}% of live requests."
+            )
     percent = int(state[keys.mirror_percent])
     mirror = {target: percent} if target and percent else {}
-    planned = TrafficState(endpoint.name, loaded.deployments, traffic, mirror)
+    planned = TrafficState(
+        endpoint.name, loaded.deployments, traffic, mirror, kubernetes=endpoint.kubernetes
+    )
     return Edit(keys=keys, loaded=loaded, now=now, planned=planned)
 
 

@@ -406,8 +406,12 @@ async def get_datastore(request: Request, emulator: Emulator) -> Response:
 
 
 async def list_computes(request: Request, emulator: Emulator) -> Response:
-    # Managed online endpoints need no compute; the emulator has no Kubernetes computes.
-    return _page(request, emulator, [])
+    # One attached Kubernetes compute, for Kubernetes online endpoints (computes.py).
+    return _page(request, emulator, emulator.endpoints.computes.list_all())
+
+
+async def get_compute(request: Request, emulator: Emulator) -> Response:
+    return JSONResponse(emulator.endpoints.computes.get(request.path_params["name"]))
 
 
 async def health(request: Request) -> Response:
@@ -442,4 +446,5 @@ routes += [
     Route(WS + "/datastores", arm(list_datastores), methods=["GET"]),
     Route(WS + "/datastores/{name}", arm(get_datastore), methods=["GET"]),
     Route(WS + "/computes", arm(list_computes), methods=["GET"]),
+    Route(WS + "/computes/{name}", arm(get_compute), methods=["GET"]),
 ]

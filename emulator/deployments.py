@@ -14,6 +14,7 @@ from pathlib import Path
 from emulator import bodies
 from emulator.assets import Assets
 from emulator.bodies import parse_duration_ms
+from emulator.computes import default_instance_type, instance_types
 from emulator.endpoints import Deleting, Endpoints
 from emulator.errors import ApiError, check_rules
 from emulator.instance import tail_file
@@ -22,8 +23,10 @@ from emulator.operations import Interrupted, Operations
 from emulator.runtimes import Runtimes, probe_settings
 from emulator.store import Doc, Store, utc_now
 from emulator.workspace import LOCATION, PROVIDER, WORKSPACE
-from rollout import rules
+from rollout import compute_rules, rules
+from rollout.errors import Violation
 
+Violations = list[Violation]
 _BUSY_STATES = ("Creating", "Updating", "Scaling", "Deleting")
 
 
@@ -96,14 +99,8 @@ class Deployments:
         sku = dict(body.get("sku") or {})
         capacity = sku.get("capacity") if sku.get("capacity") is not None else 1
         violations = rules.check_instance_count(endpoint, name, capacity)
-        compute_type = props.get("endpointComputeType") or "Managed"
-        if compute_type != "Managed":
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"deployment '{name}': endpointComputeType '{compute_type}' is not available on "
-                "the local emulator; it emulates managed online deployments only",
-            )
+        placement, found = self._placement(endpoint_doc, name, props)
+        violations += found
         request = {
             "requestTimeout": "PT5S",
             "maxConcurrentRequestsPerInstance": rules.DEFAULT_MAX_CONCURRENT_REQUESTS,
@@ -140,8 +137,7 @@ class Deployments:
         system.update(createdBy="local-user", createdByType="User")
         system.update(lastModifiedAt=now, lastModifiedBy="local-user", lastModifiedByType="User")
         props.update(
-            endpointComputeType="Managed",
-            instanceType=props.get("instanceType") or "Standard_DS3_v2",
+            **placement,
             scaleSettings=props.get("scaleSettings") or {"scaleType": "Default"},
             requestSettings=request,
             livenessProbe=probes["livenessProbe"],
@@ -166,7 +162,7 @@ class Deployments:
             "name": name,
             "type": f"{PROVIDER}/workspaces/onlineEndpoints/deployments",
             "location": body.get("location") or LOCATION,
-            "kind": body.get("kind") or "Managed",
+            "kind": body.get("kind") or placement["endpointComputeType"],
             "tags": body.get("tags") or {},
             "sku": {"name": sku.get("name") or "Default", "capacity": capacity},
             "systemData": system,
@@ -181,6 +177,43 @@ class Deployments:
         op_id = self.operations.new("deployment", f"{endpoint}/{name}")
         self.operations.spawn(self.runtimes.provision(endpoint, name, op_id))
         return self.render(doc), op_id, existing is None
+
+    def _placement(self, endpoint_doc: Doc, name: str, props: Doc) -> tuple[Doc, Violations]:
+        """Where a deployment runs on its endpoint: its `endpointComputeType`, `instanceType`
+        (and, on Kubernetes, `containerResourceRequirements`), and the violations.
+
+        A Kubernetes endpoint takes Kubernetes deployments only (and a managed endpoint
+        managed ones), with an instance type its compute defines: the compute's default
+        when the deployment names none. Its resources are the instance type's, as Azure
+        reads them back, unless the deployment sets its own.
+        """
+        endpoint = endpoint_doc["name"]
+        compute_id = endpoint_doc["properties"].get("compute")
+        wanted = str(props.get("endpointComputeType") or "Managed")
+        found = compute_rules.check_compute_type(
+            endpoint, name, endpoint_compute=compute_id, deployment_type=wanted
+        )
+        if not compute_id:
+            managed = str(props.get("instanceType") or "Standard_DS3_v2")
+            return {"endpointComputeType": "Managed", "instanceType": managed}, found
+        compute = self.endpoints.computes.resolve(compute_id, what=f"endpoint '{endpoint}'")
+        instance_type = str(props.get("instanceType") or default_instance_type(compute))
+        defined = instance_types(compute)
+        if not found:
+            found += compute_rules.check_instance_type(
+                endpoint, name, instance_type, compute=compute["name"], valid=list(defined)
+            )
+        chosen = {k.lower(): v for k, v in defined.items()}.get(instance_type.lower(), {})
+        resources = chosen.get("resources") or {}
+        requirements = props.get("containerResourceRequirements") or {
+            "containerResourceRequests": _container_settings(resources.get("requests")),
+            "containerResourceLimits": _container_settings(resources.get("limits")),
+        }
+        return {
+            "endpointComputeType": "Kubernetes",
+            "instanceType": instance_type,
+            "containerResourceRequirements": requirements,
+        }, found
 
     @staticmethod
     def _only_capacity_changed(existing: Doc, props: Doc, capacity: object) -> bool:
@@ -311,6 +344,16 @@ class Deployments:
                 self.operations.resume(job, provisions)
             else:
                 self.operations.end_interrupted(provisions + deletes, f"deployment '{name}' failed")
+
+
+def _container_settings(resources: dict[str, str | None] | None) -> Doc:
+    """Kubernetes requests or limits in the shape of Azure's ContainerResourceSettings."""
+    values = resources or {}
+    return {
+        "cpu": values.get("cpu"),
+        "memory": values.get("memory"),
+        "gpu": values.get("nvidia.com/gpu"),
+    }
 
 
 def _check_script(code: Doc, script: str, *, what: str) -> None:

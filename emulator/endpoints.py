@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emulator import bodies
+from emulator.computes import Computes
 from emulator.errors import ApiError, check_rules
 from emulator.operations import Interrupted, Operations
 from emulator.routing import MirrorGate, SmoothWeighted
@@ -72,6 +73,7 @@ class Endpoints:
         self._scoring_uri = scoring_uri
         self._on_deleted = on_deleted
         self.routes: dict[str, EndpointRoute] = {}
+        self.computes = Computes(workspace_path)
 
     def list_all(self) -> list[Doc]:
         return [self.render(d) for d in self.store.list_endpoints()]
@@ -112,19 +114,15 @@ class Endpoints:
                 "BadArgument",
                 f"authMode '{auth_mode}' of endpoint '{name}' must be Key, AMLToken or AADToken",
             )
-        if props.get("compute"):
-            raise ApiError(
-                400,
-                "BadArgument",
-                f"endpoint '{name}': Kubernetes compute '{props['compute']}' is not available on "
-                "the local emulator; it emulates managed online endpoints only",
-            )
+        compute = self._compute(name, props.get("compute"), existing)
         deployments = [d["name"] for d in self.store.list_deployments(name)] if existing else []
         traffic = props.get("traffic") or {}
         mirror = props.get("mirrorTraffic") or {}
         if not isinstance(traffic, dict) or not isinstance(mirror, dict):
             raise ApiError(400, "BadArgument", f"traffic of endpoint '{name}' must be an object")
-        check_rules(rules.check_traffic(name, deployments, traffic, mirror))
+        check_rules(
+            rules.check_traffic(name, deployments, traffic, mirror, kubernetes=bool(compute))
+        )
         now = utc_now()
         if existing is not None:
             if existing["properties"]["provisioningState"] == "Deleting":
@@ -168,6 +166,8 @@ class Endpoints:
                     canonical.get(k.lower(), k): int(v) for k, v in mirror.items() if int(v) > 0
                 },
                 "publicNetworkAccess": props.get("publicNetworkAccess") or "Enabled",
+                # Only Kubernetes endpoints have a compute; managed ones never show the key.
+                **({"compute": compute} if compute else {}),
                 "provisioningState": "Updating" if existing else "Creating",
             },
         }
@@ -178,6 +178,25 @@ class Endpoints:
             self.store.update_endpoint(doc)
         self.operations.spawn(self._finish_put(name, op_id), [op_id])
         return self.render(doc), op_id, existing is None
+
+    def _compute(self, name: str, reference: object, existing: Doc | None) -> str | None:
+        """The ARM id of the Kubernetes compute the endpoint runs on; None for managed.
+
+        Refused when the compute is not in the workspace, and when an endpoint would move
+        between managed and Kubernetes (Azure fixes the compute when it creates one).
+        """
+        compute = None
+        if reference:
+            compute = self.computes.resolve(str(reference), what=f"endpoint '{name}'")["id"]
+        before = existing["properties"].get("compute") if existing is not None else None
+        if existing is not None and (before or "").lower() != (compute or "").lower():
+            raise ApiError(
+                400,
+                "BadArgument",
+                f"endpoint '{name}' runs on {before or 'managed compute'}; its compute cannot "
+                f"change to {compute or 'managed compute'}: create a new endpoint instead",
+            )
+        return compute
 
     def patch(self, name: str, body: Doc) -> tuple[Doc, str, bool]:
         """Update some fields of an endpoint: the rest is kept, as ARM PATCH does."""

@@ -28,8 +28,8 @@ from emulator.auth import UNAUTHORIZED, has_arm_token
 _SCORING_PREFIX = "/online/"
 _SERVED = (
     "the emulator serves the workspace, online endpoints and their deployments, keys and "
-    "logs; model, code and environment assets; the default datastore; an empty list of "
-    "computes; and Azure Monitor metrics"
+    "logs; model, code and environment assets; the default datastore; one attached "
+    "Kubernetes compute; and Azure Monitor metrics"
 )
 
 

@@ -82,7 +82,10 @@ def begin_set_traffic(
             f"reading endpoint '{endpoint}'", lambda: ws.ml_client.online_endpoints.get(endpoint)
         )
         deployments = [d.name for d in listing.result()]
-        rules.raise_for(rules.check_traffic(endpoint, deployments, traffic, mirror))
+        kubernetes = bool(getattr(entity, "compute", None))
+        rules.raise_for(
+            rules.check_traffic(endpoint, deployments, traffic, mirror, kubernetes=kubernetes)
+        )
         current_traffic = _canonical(entity.traffic or {})
         current_mirror = _canonical(entity.mirror_traffic or {})
         if expected_traffic is not None and (

@@ -168,6 +168,7 @@ def plan_like(
     model: ModelChoice | None = None,
     code: Path | None = None,
     instance_count: int | None = None,
+    instance_type: str | None = None,
 ) -> NewDeployment:
     """A new deployment like `source` of `endpoint` (read fresh), with the changes given."""
     existing = service_call(
@@ -175,7 +176,12 @@ def plan_like(
         lambda: ws.ml_client.online_deployments.get(source, endpoint),
     )
     entity = deployment_like(
-        existing, name=name, model=model, code=code, instance_count=instance_count
+        existing,
+        name=name,
+        model=model,
+        code=code,
+        instance_count=instance_count,
+        instance_type=instance_type,
     )
     return describe(entity, source=f"like '{source}'")
 

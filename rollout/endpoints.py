@@ -30,6 +30,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 
+from rollout.compute_rules import compute_label
 from rollout.errors import NotFound, ServiceError
 from rollout.workspace import Workspace
 
@@ -66,6 +67,7 @@ class DeploymentView:
     mirror: int
     request_timeout_ms: int | None
     max_concurrent_requests: int | None
+    compute_type: str = "Managed"  # or "Kubernetes"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class EndpointHead:
     scoring_uri: str
     traffic: dict[str, int]  # as the service has it: only the deployments it names
     mirror: dict[str, int]  # positive shares only
+    compute: str | None = None  # a Kubernetes endpoint's compute (ARM id); None: managed
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,17 @@ class EndpointView:
     traffic: dict[str, int]
     mirror: dict[str, int]
     deployments: tuple[DeploymentView, ...]
+    compute: str | None = None  # a Kubernetes endpoint's compute (ARM id); None: managed
+
+    @property
+    def kubernetes(self) -> bool:
+        """Azure's rules differ on Kubernetes endpoints (no mirror traffic)."""
+        return bool(self.compute)
+
+    @property
+    def compute_label(self) -> str:
+        """'Managed', or 'Kubernetes: <compute name>'."""
+        return compute_label(self.compute)
 
     @property
     def live_total(self) -> int:
@@ -103,6 +117,7 @@ class EndpointView:
             self.scoring_uri,
             {k: v for k, v in self.traffic.items() if v},
             dict(self.mirror),
+            self.compute,
         )
 
 
@@ -170,6 +185,7 @@ def _deployment_view(entity: Any) -> DeploymentView:
         mirror=0,
         request_timeout_ms=getattr(settings, "request_timeout_ms", None),
         max_concurrent_requests=getattr(settings, "max_concurrent_requests_per_instance", None),
+        compute_type="Kubernetes" if str(entity.type).lower() == "kubernetes" else "Managed",
     )
 
 
@@ -182,6 +198,7 @@ def _head(entity: Any) -> EndpointHead:
         scoring_uri=entity.scoring_uri or "",
         traffic={k: int(v) for k, v in (entity.traffic or {}).items() if int(v)},
         mirror={k: v for k, v in mirror.items() if v},
+        compute=getattr(entity, "compute", None) or None,
     )
 
 
@@ -198,6 +215,7 @@ def endpoint_view(head: EndpointHead, deployments: tuple[DeploymentView, ...]) -
         scoring_uri=head.scoring_uri,
         traffic=traffic,
         mirror=dict(head.mirror),
+        compute=head.compute,
         deployments=tuple(
             sorted(
                 (

@@ -221,9 +221,10 @@ def deployment_like(
     model: ModelChoice | None = None,
     code: Path | None = None,
     instance_count: int | None = None,
+    instance_type: str | None = None,
 ) -> OnlineDeployment:
-    """A copy of `existing`'s settings under `name`, with the model, code folder or
-    instance count changed (pure: nothing is read or sent)."""
+    """A copy of `existing`'s settings under `name`, with the model, code folder, instance
+    count or instance type changed (pure: nothing is read or sent)."""
     entity = copy.deepcopy(existing)
     # Its id and provisioning state come along but are not sent: the REST body has neither.
     entity.name = name
@@ -244,6 +245,8 @@ def deployment_like(
         )
     if instance_count is not None:
         entity.instance_count = instance_count
+    if instance_type:
+        entity.instance_type = instance_type
     return entity
 
 

@@ -37,6 +37,7 @@ class TrafficState:
     deployments: tuple[str, ...]
     traffic: dict[str, int]
     mirror: dict[str, int] = field(default_factory=dict)
+    kubernetes: bool = False  # a Kubernetes endpoint: Azure refuses any mirror traffic
 
     @classmethod
     def build(
@@ -45,6 +46,8 @@ class TrafficState:
         deployments: Sequence[str],
         traffic: Mapping[str, int],
         mirror: Mapping[str, int],
+        *,
+        kubernetes: bool = False,
     ) -> TrafficState:
         names = tuple(deployments)
         spelling = {n.lower(): n for n in names}
@@ -56,11 +59,13 @@ class TrafficState:
             deployments=names,
             traffic={n: weight(traffic, n) for n in names} | extra,
             mirror={spelling.get(k.lower(), k): int(v) for k, v in mirror.items() if int(v)},
+            kubernetes=kubernetes,
         )
 
     @classmethod
     def of(cls, view: EndpointView) -> TrafficState:
-        return cls.build(view.name, [d.name for d in view.deployments], view.traffic, view.mirror)
+        names = [d.name for d in view.deployments]
+        return cls.build(view.name, names, view.traffic, view.mirror, kubernetes=view.kubernetes)
 
     @classmethod
     def from_record(
@@ -72,7 +77,9 @@ class TrafficState:
         )
 
     def plan(self) -> TrafficPlan:
-        return TrafficPlan(self.endpoint, self.deployments, self.traffic, self.mirror)
+        return TrafficPlan(
+            self.endpoint, self.deployments, self.traffic, self.mirror, kubernetes=self.kubernetes
+        )
 
     def record(self) -> dict[str, dict[str, int]]:
         """As the audit log keeps it."""

@@ -37,6 +37,7 @@ def split_text(values: dict[str, int]) -> str:
 
 def endpoint_facts(endpoint: EndpointView) -> dict[str, str]:
     return {
+        "compute": endpoint.compute_label,
         "auth": _AUTH.get(endpoint.auth_mode.lower(), endpoint.auth_mode),
         "live": split_text(endpoint.traffic),
         "mirror": split_text(endpoint.mirror),
@@ -62,6 +63,7 @@ def deployment_rows(
             "deployment": d.name,
             "state": d.state,
             "model": d.model,
+            "compute": endpoint.compute_label if d.compute_type == "Kubernetes" else "Managed",
             "instance type": d.instance_type,
             "ready": ready_text(known.get(d.name), d.instance_count),
             "instances": d.instance_count,

@@ -128,6 +128,31 @@ def example_yaml(example: str, folder: Path, **changes: Any) -> Path:
     return path
 
 
+def kubernetes_deployment(
+    state_dir: Path, endpoint: str, name: str, *, kubernetes: bool = True, **changes: Any
+) -> Any:
+    """The blue example as a KubernetesOnlineDeployment (or managed) of `endpoint`, its model,
+    code and environment registered in the emulator at `state_dir`."""
+    from azure.ai.ml import load_online_deployment
+    from azure.ai.ml.entities import KubernetesOnlineDeployment, ManagedOnlineDeployment
+
+    from emulator.apply import register_local_assets
+
+    loaded = load_online_deployment(EXAMPLES / "blue-deployment.yml")
+    loaded.endpoint_name = endpoint
+    register_local_assets(state_dir, loaded)
+    kind = KubernetesOnlineDeployment if kubernetes else ManagedOnlineDeployment
+    return kind(
+        name=name,
+        endpoint_name=endpoint,
+        model=loaded.model,
+        code_configuration=loaded.code_configuration,
+        environment=loaded.environment,
+        instance_count=1,
+        **changes,
+    )
+
+
 def seed_tutorial_endpoint(emulator: RunningEmulator, endpoint: str, folder: Path) -> None:
     """`endpoint` as the tutorial has it before the rollout: blue (model-1) with all live
     traffic and green (model-2) at 0%; left as it is when it already exists."""

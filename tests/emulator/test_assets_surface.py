@@ -1,4 +1,4 @@
-"""Assets, the default datastore, computes, ARM's error shape and aad_token scoring, through
+"""Assets, the default datastore, ARM's error shape and aad_token scoring, through
 the real azure-ai-ml MLClient (and plain HTTPS where the SDK has no call)."""
 
 from __future__ import annotations
@@ -205,10 +205,6 @@ def test_the_default_datastore_describes_storage_the_emulator_does_not_have(
     assert [d.name for d in ml.datastores.list()] == ["workspaceblobstore"]
     with pytest.raises(ResourceNotFoundError):
         ml.datastores.get("no-such-store")
-
-
-def test_the_compute_list_is_empty(arm: Arm, workspace: Workspace) -> None:
-    assert list(workspace.ml_client.compute.list()) == []
 
 
 # ARM's error shape

@@ -44,10 +44,16 @@ def test_split_text_lists_only_positive_shares_in_name_order() -> None:
     assert split_text({"blue": 0}) == "none"
 
 
-def test_endpoint_facts_name_auth_live_and_mirror() -> None:
+def test_endpoint_facts_name_compute_auth_live_and_mirror() -> None:
     endpoint = _endpoint(_deployment("blue", live=100), _deployment("green", mirror=10))
     facts = endpoint_facts(endpoint)
-    assert facts == {"auth": "Key", "live": "blue 100%", "mirror": "green 10%", "deployments": "2"}
+    assert facts == {
+        "compute": "Managed",
+        "auth": "Key",
+        "live": "blue 100%",
+        "mirror": "green 10%",
+        "deployments": "2",
+    }
 
 
 def test_deployment_rows_carry_traffic_model_and_request_settings() -> None:
