@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from azure.ai.ml.entities import ManagedOnlineEndpoint
 from streamlit.testing.v1 import AppTest
@@ -160,14 +161,19 @@ def test_a_scale_made_here_is_shown_at_once(page_env: Workspace) -> None:
     app.button(key="scale_confirm").click().run()
     assert not app.exception, app.exception
 
-    (table,) = app.dataframe
-    rows = table.value.set_index("deployment")
+    rows = _deployments_table(app)
     assert rows.loc["green", "instances"] == 2
     # and back, for the other tests
     app.number_input(key=f"scale_count_{ENDPOINT}_green").set_value(1).run()
     app.button(key="scale_open").click().run()
     app.button(key="scale_confirm").click().run()
-    assert app.dataframe[0].value.set_index("deployment").loc["green", "instances"] == 1
+    assert _deployments_table(app).loc["green", "instances"] == 1
+
+
+def _deployments_table(app: AppTest) -> pd.DataFrame:
+    """The Deployments page's table of deployments (the events panel has tables too)."""
+    (table,) = [d.value for d in app.dataframe if "instances" in d.value.columns]
+    return table.set_index("deployment")
 
 
 def test_reload_reads_fresh_what_was_changed_elsewhere(page_env: Workspace) -> None:
