@@ -15,6 +15,7 @@ from emulator import bodies
 from emulator.assets import Assets
 from emulator.bodies import parse_duration_ms
 from emulator.computes import default_instance_type, instance_types
+from emulator.conda_env import environment_of
 from emulator.endpoints import Deleting, Endpoints
 from emulator.errors import ApiError, check_rules
 from emulator.instance import tail_file
@@ -132,6 +133,7 @@ class Deployments:
                 "(no-code deployments are not emulated)",
             )
         _check_script(code, str(script), what=what)
+        environment = environment_of(self.assets, props.get("environmentId"), what=what)
         now = utc_now()
         system = dict((existing or {}).get("systemData") or {"createdAt": now})
         system.update(createdBy="local-user", createdByType="User")
@@ -149,6 +151,7 @@ class Deployments:
             endpointName=endpoint,
             _modelDir=model["_local"],
             _codeDir=code["_local"],
+            _environment=environment,
         )
         if existing is None:
             state = "Creating"
@@ -218,7 +221,13 @@ class Deployments:
     @staticmethod
     def _only_capacity_changed(existing: Doc, props: Doc, capacity: object) -> bool:
         before = existing["properties"]
-        fields = ("_modelDir", "_codeDir", "codeConfiguration", "environmentVariables")
+        fields = (
+            "_modelDir",
+            "_codeDir",
+            "_environment",
+            "codeConfiguration",
+            "environmentVariables",
+        )
         same = all(before.get(f) == props.get(f) for f in fields)
         return same and existing["sku"]["capacity"] != capacity
 

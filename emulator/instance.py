@@ -39,11 +39,14 @@ class InstanceSpec:
     model_dir: str
     env: tuple[tuple[str, str], ...] = ()
     max_concurrency: int = 1
+    # The interpreter of the deployment's built environment; "" for the emulator's own.
+    python: str = ""
 
     @property
     def fingerprint(self) -> str:
         raw = json.dumps(
             [self.code_dir, self.script, self.model_dir, self.env, self.max_concurrency]
+            + ([self.python] if self.python else [])
         )
         return hashlib.sha256(raw.encode()).hexdigest()[:8]
 

@@ -257,7 +257,7 @@ class DeploymentPool:
         read_end, write_end = os.pipe()
         try:
             instance.process = await asyncio.create_subprocess_exec(
-                sys.executable,
+                spec.python or sys.executable,
                 "-m",
                 "emulator.worker",
                 "--socket",

@@ -10,6 +10,7 @@ spec back: the old instances keep serving, as on Azure.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emulator.bodies import parse_duration_ms
+from emulator.conda_env import EnvironmentSpec
+from emulator.env_builds import BuildFailed, EnvironmentBuilds
 from emulator.instance import InitFailed, InstanceLimits, InstanceSpec, Probe
 from emulator.instances import DeploymentPool
 from emulator.lifecycle import ConsoleLines, EventLog
@@ -57,6 +60,7 @@ class Runtimes:
         limits: Callable[[], InstanceLimits],
         events: EventLog,
         console: ConsoleLines,
+        builds: EnvironmentBuilds,
     ) -> None:
         self.store = store
         self.operations = operations
@@ -66,6 +70,7 @@ class Runtimes:
         self._limits = limits
         self.events = events
         self.console = console
+        self.builds = builds
         self._runtimes: dict[tuple[str, str], DeploymentRuntime] = {}
 
     def get(self, endpoint: str, name: str) -> DeploymentRuntime | None:
@@ -127,6 +132,12 @@ class Runtimes:
         """
         try:
             await self._converge(endpoint, name, op_id, restart=restart)
+        except BuildFailed as exc:
+            error = (
+                f"Deployment '{name}' of endpoint '{endpoint}' failed: its environment could not "
+                f"be built (see the storage-initializer logs). {exc}"
+            )
+            self._record_failure(endpoint, name, op_id, error)
         except InitFailed as exc:
             error = (
                 f"Deployment '{name}' of endpoint '{endpoint}' failed: an instance did not start "
@@ -153,7 +164,9 @@ class Runtimes:
         runtime = self.ensure(endpoint, name, doc)
         runtime.pool.liveness = _probe(doc["properties"].get("livenessProbe"))
         runtime.pool.readiness = _probe(doc["properties"].get("readinessProbe"))
-        _storage_log(self.logs_dir(endpoint) / f"{name.lower()}.storage.log", doc)
+        storage_log = self.logs_dir(endpoint) / f"{name.lower()}.storage.log"
+        _storage_log(storage_log, doc)
+        spec = await self._environment(spec, doc, storage_log)
         verb = "Restarting" if restart else doc["properties"]["provisioningState"]
         runtime.pool.write_log(f"{verb} deployment '{name}': {count} instance(s) of {spec.script}")
         await runtime.pool.converge(spec, count)
@@ -173,6 +186,28 @@ class Runtimes:
         props.pop("_previousCapacity", None)
         self.store.put_deployment(endpoint, doc)
         self.operations.finish(op_id)
+
+    async def _environment(self, spec: InstanceSpec, doc: Doc, storage_log: Path) -> InstanceSpec:
+        """The spec with the interpreter of the deployment's environment, built if need be."""
+        wanted = doc["properties"].get("_environment")
+
+        def log_line(line: str) -> None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            with open(storage_log, "a", encoding="utf-8") as f:
+                f.write(f"{stamp} image-build INFO {line}\n")
+
+        if not wanted:
+            log_line(
+                f"environment {doc['properties'].get('environmentId')}: no conda file the "
+                "emulator can build; the instances run in the emulator's own Python environment"
+            )
+            return spec
+        environment = EnvironmentSpec(
+            tuple(wanted["requirements"]), tuple(wanted.get("skipped") or ())
+        )
+        log_line(f"environment {wanted['id']}")
+        python = await self.builds.python_for(environment, log_line)
+        return dataclasses.replace(spec, python=str(python))
 
     def _record_failure(self, endpoint: str, name: str, op_id: str | None, error: str) -> None:
         """End a failed provisioning: the reason logged, the previous spec kept, the op Failed."""

@@ -31,6 +31,7 @@ from emulator.auth import arm_token
 from emulator.datastores import Datastores
 from emulator.deployments import Deployments
 from emulator.endpoints import EndpointRoute, Endpoints
+from emulator.env_builds import EnvironmentBuilds
 from emulator.instance import InstanceLimits
 from emulator.keys import Keys
 from emulator.lifecycle import ConsoleLines, EventLog
@@ -117,6 +118,7 @@ class Emulator:
             limits=lambda: InstanceLimits(self.instance_memory_bytes, self.instance_log_bytes),
             events=self.events,
             console=self.console,
+            builds=EnvironmentBuilds(),
         )
         self.endpoints = Endpoints(
             self.store,
