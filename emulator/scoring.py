@@ -24,6 +24,7 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -53,6 +54,46 @@ _CRASH_GRACE_S = 0.5
 _UPSTREAM_TIMEOUT_S = 200.0
 
 
+# What the instance's server answers on its scoring route (azmlinfsrv: GET, POST, OPTIONS).
+_FORWARDED_METHODS = frozenset({"GET", "POST", "OPTIONS"})
+# Request headers the instance never sees: the connection's own, and the credential
+# (checked here; a score.py that logs its request_headers must not log a key).
+_NOT_FORWARDED = frozenset(
+    {b"host", b"authorization", b"content-length", b"connection", b"keep-alive"}
+    | {b"transfer-encoding", b"te", b"upgrade", b"expect", b"x-request-id"}
+)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A request as it is sent on to an instance."""
+
+    body: bytes
+    method: str = "POST"
+    target: str = "/score"
+    headers: bytes = b""
+    request_id: str = ""
+
+    @classmethod
+    def of(cls, request: Request, body: bytes, *, path: str = "/score") -> Outgoing:
+        """The client's request for an instance: its headers, with one request id."""
+        request_id = request.headers.get("x-request-id") or str(uuid.uuid4())
+        lines = [
+            name + b": " + value + b"\r\n"
+            for name, value in request.scope["headers"]
+            if name not in _NOT_FORWARDED
+        ]
+        lines.append(b"x-request-id: " + request_id.encode("latin-1") + b"\r\n")
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        return cls(
+            body,
+            request.method,
+            f"{path}?{query}" if query else path,
+            b"".join(lines),
+            request_id,
+        )
+
+
 def _error(status: int, message: str, **headers: str) -> Response:
     return JSONResponse({"message": message}, status_code=status, headers=headers or None)
 
@@ -65,12 +106,17 @@ def data_plane(app: ASGIApp, emulator: Emulator) -> ASGIApp:
     """
 
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] in _FORWARDED_METHODS:
             parts = scope["path"].split("/")
-            if len(parts) == 4 and parts[1] == "online" and parts[3] == "score" and parts[2]:
-                response = await score(emulator, Request(scope, receive), parts[2])
-                await response(scope, receive, send)
-                return
+            if len(parts) == 4 and parts[1] == "online" and parts[2]:
+                if parts[3] == "score":
+                    response = await score(emulator, Request(scope, receive), parts[2])
+                    await response(scope, receive, send)
+                    return
+                if parts[3] == "swagger.json" and scope["method"] == "GET":
+                    response = await swagger(emulator, Request(scope, receive), parts[2])
+                    await response(scope, receive, send)
+                    return
         await app(scope, receive, send)
 
     return dispatch
@@ -84,6 +130,8 @@ async def score(emulator: Emulator, request: Request, endpoint: str) -> Response
         return _error(404, f"Endpoint '{endpoint}' not found.")
     requested = request.headers.get(DEPLOYMENT_HEADER, "").strip()
     response, body = await _serve(emulator, request, route, requested)
+    if request.method != "POST":
+        return response  # a GET or OPTIONS of the scoring URI is not a scoring request
     emulator.requests.record(
         route.name,
         response.headers.get(DEPLOYMENT_HEADER, ""),
@@ -101,11 +149,9 @@ async def _serve(
     emulator: Emulator, request: Request, route: EndpointRoute, requested: str
 ) -> tuple[Response, bytes]:
     endpoint = route.name
-    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not credential.strip():
-        return _error(401, f"Endpoint '{endpoint}' requires an Authorization: Bearer header."), b""
-    if not emulator.keys.authorize(route, credential.strip()):
-        return _error(401, f"The key or token is not valid for endpoint '{endpoint}'."), b""
+    refused = _unauthorized(emulator, request, route)
+    if refused is not None:
+        return refused, b""
     try:
         body = await bodies.read_limited(request, emulator.max_body_bytes)
     except bodies.TooLarge:
@@ -121,30 +167,63 @@ async def _serve(
         if chosen is None:
             return _error(404, NO_POSITIVE_WEIGHT), body
         name = chosen
-        mirror_to = route.mirror_gate.next()
+        if request.method == "POST":
+            mirror_to = route.mirror_gate.next()
     runtime = emulator.runtimes.get(endpoint, name)
     if runtime is None:
         return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'."), body
+    outgoing = Outgoing.of(request, body)
+    limit = emulator.max_response_bytes
     if mirror_to is not None:
-        pending = _mirror(emulator, endpoint, mirror_to, body)
+        pending = _mirror(emulator, endpoint, mirror_to, outgoing)
         if pending is not None:
             started = time.perf_counter()
-            response = await forward(runtime, body, max_response_bytes=emulator.max_response_bytes)
+            response = await forward(runtime, outgoing, max_response_bytes=limit)
             latency_ms = (time.perf_counter() - started) * 1000
             pending.live(runtime.name, response.status_code, latency_ms, response.body)
             return response, body
-    return await forward(runtime, body, max_response_bytes=emulator.max_response_bytes), body
+    return await forward(runtime, outgoing, max_response_bytes=limit), body
+
+
+async def swagger(emulator: Emulator, request: Request, endpoint: str) -> Response:
+    """GET {base}/online/{endpoint}/swagger.json: a deployment's Swagger, from its server.
+
+    The deployment is the one the header names, or one chosen by live traffic, as for
+    scoring; the key or token is required as for scoring.
+    """
+    route = emulator.endpoints.routes.get(endpoint.lower())
+    if route is None:
+        return _error(404, f"Endpoint '{endpoint}' not found.")
+    refused = _unauthorized(emulator, request, route)
+    if refused is not None:
+        return refused
+    name = request.headers.get(DEPLOYMENT_HEADER, "").strip() or route.live.next()
+    runtime = emulator.runtimes.get(endpoint, name) if name else None
+    if runtime is None:
+        return _error(404, f"Deployment '{name}' not found in endpoint '{endpoint}'.")
+    outgoing = Outgoing.of(request, b"", path="/swagger.json")
+    return await forward(runtime, outgoing, max_response_bytes=emulator.max_response_bytes)
+
+
+def _unauthorized(emulator: Emulator, request: Request, route: EndpointRoute) -> Response | None:
+    scheme, _, credential = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        return _error(401, f"Endpoint '{route.name}' requires an Authorization: Bearer header.")
+    if not emulator.keys.authorize(route, credential.strip()):
+        return _error(401, f"The key or token is not valid for endpoint '{route.name}'.")
+    return None
 
 
 async def forward(
     runtime: DeploymentRuntime,
-    body: bytes,
+    outgoing: Outgoing,
     *,
     max_response_bytes: int | None = None,
     admitted: bool = False,
 ) -> Response:
-    """Send one scoring request to an instance of the deployment and translate the answer."""
-    headers = {DEPLOYMENT_HEADER: runtime.name, "x-request-id": str(uuid.uuid4())}
+    """Send one request to an instance of the deployment and translate the answer."""
+    request_id = outgoing.request_id or str(uuid.uuid4())
+    headers = {DEPLOYMENT_HEADER: runtime.name, "x-request-id": request_id}
     pool = runtime.pool
     if not admitted and not pool.admit():
         return _error(
@@ -154,13 +233,13 @@ async def forward(
             **headers,
         )
     try:
-        return await _forward_admitted(runtime, body, headers, max_response_bytes)
+        return await _forward_admitted(runtime, outgoing, headers, max_response_bytes)
     finally:
         pool.leave()
 
 
 async def _forward_admitted(
-    runtime: DeploymentRuntime, body: bytes, headers: dict[str, str], limit: int | None
+    runtime: DeploymentRuntime, outgoing: Outgoing, headers: dict[str, str], limit: int | None
 ) -> Response:
     pool = runtime.pool
     loop = asyncio.get_running_loop()
@@ -181,7 +260,7 @@ async def _forward_admitted(
                 **headers,
             )
         tried.append(instance)
-        call = asyncio.ensure_future(_call(instance, body, limit))
+        call = asyncio.ensure_future(_call(instance, outgoing, limit))
         await asyncio.wait((call,), timeout=max(0.001, deadline - loop.time()))
         if not call.done():
             # The instance goes on with run() after the client got its 408, as a real
@@ -227,9 +306,13 @@ async def _forward_admitted(
             pool.release(instance)
             return _timeout(runtime, headers)
         pool.release(instance)
-        if answer.status == 200:
+        headers = {**dict(answer.headers), **headers}
+        if answer.status == 200 or outgoing.target.startswith("/swagger.json"):
             return Response(
-                answer.body, status_code=200, media_type=answer.content_type, headers=headers
+                answer.body,
+                status_code=answer.status,
+                media_type=answer.content_type,
+                headers=headers,
             )
         headers["ms-azureml-model-error-statuscode"] = str(answer.status)
         headers["ms-azureml-model-error-reason"] = _model_error_reason(answer)
@@ -239,9 +322,11 @@ async def _forward_admitted(
     return _error(503, f"Deployment '{runtime.name}' has no reachable instance.", **headers)
 
 
-async def _call(instance: Instance, body: bytes, limit: int | None) -> Answer:
+async def _call(instance: Instance, outgoing: Outgoing, limit: int | None) -> Answer:
     async with asyncio.timeout(_UPSTREAM_TIMEOUT_S):
-        return await instance.upstream.request("POST", "/score", body, limit=limit)
+        return await instance.upstream.request(
+            outgoing.method, outgoing.target, outgoing.body, headers=outgoing.headers, limit=limit
+        )
 
 
 def _finish_late(pool: DeploymentPool, instance: Instance, call: asyncio.Future[Any]) -> None:
@@ -283,7 +368,10 @@ def _model_error_reason(answer: Answer) -> str:
         parsed = json.loads(answer.body)
     except ValueError:
         parsed = None
-    reason = parsed.get("error") if isinstance(parsed, dict) else None
+    # azmlinfsrv's errors say {"message": ...}; a score.py's own often {"error": ...}.
+    reason = None
+    if isinstance(parsed, dict):
+        reason = parsed.get("message") or parsed.get("error")
     if not reason:
         try:
             reason = HTTPStatus(answer.status).phrase
@@ -294,7 +382,9 @@ def _model_error_reason(answer: Answer) -> str:
     return "".join(c if 32 <= ord(c) < 127 else " " for c in text)[:200]
 
 
-def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> Pending | None:
+def _mirror(
+    emulator: Emulator, endpoint: str, deployment: str, outgoing: Outgoing
+) -> Pending | None:
     """Copy a request to the mirror deployment in the background; drop it when saturated.
 
     Returns the mirror sample's entry for the copy sent, for the caller to complete with
@@ -304,6 +394,7 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
     if runtime is None:
         return None
     started = time.perf_counter()
+    body = outgoing.body
 
     def record(status: int, model_status: int | None, size: int) -> None:
         emulator.requests.record(
@@ -328,7 +419,7 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
         try:
             # The mirror's answer is dropped, but it is held whole first: the same limit.
             response = await forward(
-                runtime, body, max_response_bytes=emulator.max_response_bytes, admitted=True
+                runtime, outgoing, max_response_bytes=emulator.max_response_bytes, admitted=True
             )
             status, model_status, answer = (
                 response.status_code,
@@ -348,10 +439,8 @@ def _mirror(emulator: Emulator, endpoint: str, deployment: str, body: bytes) -> 
 
 
 async def _wrong_method(request: Request) -> Response:
-    return _error(405, "The scoring URI takes POST requests only.")
+    return _error(405, "The scoring URI takes GET, POST and OPTIONS requests only.")
 
 
-# POSTs are served by `data_plane` before routing; other methods get 405 here.
-routes = [
-    Route("/online/{endpoint}/score", _wrong_method, methods=["GET", "PUT", "PATCH", "DELETE"])
-]
+# GET, POST and OPTIONS are served by `data_plane` before routing; others get 405 here.
+routes = [Route("/online/{endpoint}/score", _wrong_method, methods=["PUT", "PATCH", "DELETE"])]

@@ -39,6 +39,15 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+    # The instance's other headers, to relay (not those of the connection itself).
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+# Headers of the connection, not of the answer: never relayed to the client.
+_OWN_HEADERS = frozenset(
+    {b"content-length", b"content-type", b"connection", b"keep-alive", b"transfer-encoding"}
+    | {b"date", b"server"}
+)
 
 
 _Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -53,9 +62,18 @@ class Upstream:
         self._max_idle = max_idle
 
     async def request(
-        self, method: str, path: str, body: bytes = b"", *, limit: int | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        *,
+        headers: bytes = b"",
+        limit: int | None = None,
     ) -> Answer:
         """One request; a stale idle connection is replaced once, transparently.
+
+        `headers` are header lines to send (each "name: value" and CRLF), besides host and
+        content-length.
 
         An answer whose body is over `limit` bytes raises TooLarge without being read
         (its connection is closed), so a huge answer never sits in the router's memory.
@@ -65,13 +83,14 @@ class Upstream:
         reused = bool(self._idle)
         connection = self._idle.pop() if reused else await self._open()
         try:
-            return await self._exchange(connection, method, path, body, limit)
+            return await self._exchange(connection, f"{method} {path}", headers, body, limit)
         except _Stale:
             if not reused:
                 raise Broken("the instance closed the connection without answering") from None
             # An idle keep-alive connection the instance had closed: the request was not
             # read by anyone, so it is sent again on a fresh connection.
-            return await self._exchange(await self._open(), method, path, body, limit)
+            connection = await self._open()
+            return await self._exchange(connection, f"{method} {path}", headers, body, limit)
 
     async def _open(self) -> _Connection:
         try:
@@ -80,13 +99,15 @@ class Upstream:
             raise NotReached(f"{type(exc).__name__}: {exc}") from exc
 
     async def _exchange(
-        self, connection: _Connection, method: str, path: str, body: bytes, limit: int | None
+        self, connection: _Connection, target: str, headers: bytes, body: bytes, limit: int | None
     ) -> Answer:
         reader, writer = connection
         head = (
-            f"{method} {path} HTTP/1.1\r\nhost: instance\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\n\r\n"
-        ).encode()
+            f"{target} HTTP/1.1\r\nhost: instance\r\n".encode()
+            + headers
+            + f"content-length: {len(body)}\r\n\r\n".encode()
+        )
+        relayed: list[tuple[str, str]] = []
         keep = False
         try:
             writer.write(head + body if body else head)
@@ -109,6 +130,10 @@ class Upstream:
                     content_type = value.strip().decode("latin-1")
                 elif key == b"connection" and value.strip().lower() == b"close":
                     keep = False
+                elif key not in _OWN_HEADERS:
+                    relayed.append(
+                        (name.strip().decode("latin-1"), value.strip().decode("latin-1"))
+                    )
             if limit is not None and length > limit:
                 raise TooLarge(length, limit)
             payload = await reader.readexactly(length) if length else b""
@@ -126,7 +151,7 @@ class Upstream:
             self._idle.append(connection)
         else:
             self._close(writer)
-        return Answer(status, content_type, payload)
+        return Answer(status, content_type, payload, tuple(relayed))
 
     @staticmethod
     def _close(writer: asyncio.StreamWriter) -> None:

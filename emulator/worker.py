@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
-import importlib.util
-import json
 import logging
 import os
 import signal
@@ -31,10 +29,11 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
-from types import ModuleType
 from typing import Any
 
 import uvicorn
+
+from emulator.worker_contract import Call, Reply, ScoringScript, load_script
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -42,6 +41,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 EXIT_INIT_FAILED = 3
+# What instances say in x-ms-server-version: not azmlinfsrv, but answering as it does.
+SERVER_VERSION = "bluegreen-emulator-worker/1"
 log = logging.getLogger("azmlinfsrv")
 
 
@@ -72,18 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Starting instance %s (pid %d)", args.instance_id, os.getpid())
     log.info("AZUREML_MODEL_DIR=%s entry script=%s", args.model_dir, args.script)
     try:
-        script = _load_script(os.path.join(args.code_dir, args.script))
-        init = getattr(script, "init", None)
-        if init is not None:
-            started = time.perf_counter()
-            init()
-            log.info("init() finished in %.0f ms", (time.perf_counter() - started) * 1000)
-        run = script.run
+        module = load_script(os.path.join(args.code_dir, args.script))
+        script = ScoringScript(module, app_root=args.code_dir, server_version=SERVER_VERSION)
+        started = time.perf_counter()
+        log.info("Invoking user's init function")
+        script.init()
+        log.info("init() finished in %.0f ms", (time.perf_counter() - started) * 1000)
     except BaseException:  # noqa: BLE001 - any failure of user code is an init failure
         log.error("init() failed, the instance cannot serve:\n%s", traceback.format_exc())
         return EXIT_INIT_FAILED
 
-    app = _ScoringApp(run, max_concurrency=args.max_concurrency)
+    app = _ScoringApp(script, max_concurrency=args.max_concurrency)
     # The router keeps its connections open; the instance does not time them out.
     # Bound here rather than by uvicorn, which makes a new socket file 0666: only the
     # emulator's user may connect (the folder is private too).
@@ -101,18 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     log.info("Instance %s ready on %s", args.instance_id, args.socket)
     uvicorn.Server(config).run()
     return 0
-
-
-def _load_script(path: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location("score", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load scoring script {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["score"] = module
-    spec.loader.exec_module(module)
-    if not callable(getattr(module, "run", None)):
-        raise AttributeError(f"scoring script {path!r} defines no run(raw_data) function")
-    return module
 
 
 _PR_SET_PDEATHSIG = 1
@@ -145,21 +133,21 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class _ScoringApp:
-    """A minimal ASGI app: readiness, liveness and POST /score calling run()."""
+    """A minimal ASGI app: every request answered as the inference server would."""
 
-    def __init__(self, run: Callable[[Any], Any], *, max_concurrency: int) -> None:
-        self._run = run
+    def __init__(self, script: ScoringScript, *, max_concurrency: int) -> None:
+        self._script = script
         self._pool = ThreadPoolExecutor(max_workers=max(1, max_concurrency))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         method, path = scope["method"], scope["path"]
+        headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"])
+        query = scope.get("query_string", b"").decode("latin-1")
         if method == "GET" and path in ("/", "/health"):
-            await _respond(send, 200, b"Healthy", "text/plain")
-            return
-        if method != "POST" or path != "/score":
-            await _respond(send, 404, b"Not found", "text/plain")
+            # Readiness and liveness probes: answered on the loop, never queued behind run().
+            await _respond(send, self._script.health(Call(method, path, query, headers)))
             return
         body = bytearray()
         while True:
@@ -167,59 +155,19 @@ class _ScoringApp:
             body.extend(message.get("body", b""))
             if not message.get("more_body"):
                 break
+        call = Call(method, path, query, headers, bytes(body))
         loop = asyncio.get_running_loop()
-        status, payload, ctype = await loop.run_in_executor(self._pool, self._score, bytes(body))
-        await _respond(send, status, payload, ctype)
-
-    def _score(self, body: bytes) -> tuple[int, bytes, str]:
-        raw: str | bytes
-        try:
-            raw = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raw = body
-        try:
-            output = self._run(raw)
-        except Exception as exc:  # noqa: BLE001 - the user's error becomes the response
-            log.error("Encountered Exception in run():\n%s", traceback.format_exc())
-            reason = f"{type(exc).__name__}: {exc}"
-            return 500, json.dumps({"error": reason}).encode(), "application/json"
-        return _encode_output(output)
+        await _respond(send, await loop.run_in_executor(self._pool, self._script.serve, call))
 
 
-def _encode_output(output: Any) -> tuple[int, bytes, str]:
-    # A response object (Flask's Response, AzureML's AMLResponse) carries its own status.
-    status = getattr(output, "status_code", None)
-    if isinstance(status, int):
-        get_data = getattr(output, "get_data", None)
-        data = get_data() if callable(get_data) else getattr(output, "data", b"")
-        payload = data if isinstance(data, bytes) else str(data).encode()
-        ctype = str(getattr(output, "content_type", None) or "application/json")
-        return status, payload, ctype
-    if isinstance(output, bytes):
-        return 200, output, "application/octet-stream"
-    try:
-        return 200, json.dumps(output).encode(), "application/json"
-    except (TypeError, ValueError) as exc:
-        log.error("run() returned a value that is not JSON serializable: %s", exc)
-        return (
-            500,
-            json.dumps({"error": f"run() output is not JSON: {exc}"}).encode(),
-            ("application/json"),
-        )
-
-
-async def _respond(send: Send, status: int, payload: bytes, ctype: str) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", ctype.encode()),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+async def _respond(send: Send, reply: Reply) -> None:
+    headers = [
+        (b"content-type", reply.content_type.encode("latin-1")),
+        (b"content-length", str(len(reply.body)).encode()),
+    ]
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
 
 
 if __name__ == "__main__":

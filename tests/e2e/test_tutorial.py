@@ -206,4 +206,6 @@ def test_blue_is_deleted_after_typing_its_name(page: Page, sdk: Workspace) -> No
     click(page, main(page).locator('[data-testid="stExpander"] summary', has_text="Logs of green"))
     logs = main(page).locator('[data-testid="stCode"]').last
     expect(logs).to_contain_text("model 2: request received")
-    screenshot(page, "deployments", scroll_to=main(page).locator('[data-testid="stDataFrame"]').first)
+    screenshot(
+        page, "deployments", scroll_to=main(page).locator('[data-testid="stDataFrame"]').first
+    )

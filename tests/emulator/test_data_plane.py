@@ -179,7 +179,12 @@ def test_a_failing_score_py_is_424_with_the_model_error_headers(plane: Plane) ->
     response = plane.score(ENDPOINT, {"fail": True})
     assert response.status_code == 424
     assert response.headers["ms-azureml-model-error-statuscode"] == "500"
-    assert "asked to fail" in response.headers["ms-azureml-model-error-reason"]
+    # As azmlinfsrv: the client is told run() failed; the exception is in the logs only.
+    assert response.json() == {
+        "message": "An unexpected error occurred in scoring script. Check the logs for more info."
+    }
+    assert response.headers["x-ms-run-function-failed"] == "True"
+    assert response.headers["ms-azureml-model-error-reason"].startswith("An unexpected error")
 
 
 def test_a_non_200_answer_of_the_model_is_424_with_its_status(plane: Plane) -> None:
