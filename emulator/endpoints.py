@@ -96,7 +96,8 @@ class Endpoints:
         out = dict(doc)
         props = dict(doc["properties"])
         props["scoringUri"] = self._scoring_uri(doc["name"])
-        props["swaggerUri"] = None
+        # As Azure's: next to the scoring URI, answered by a deployment's server.
+        props["swaggerUri"] = props["scoringUri"].rsplit("/", 1)[0] + "/swagger.json"
         props["keys"] = None
         out["properties"] = props
         return out

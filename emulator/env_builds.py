@@ -89,7 +89,10 @@ class EnvironmentBuilds:
         key = environment_key(spec)
         ready = self.built(spec)
         if ready is not None:
-            log(f"environment {key} is built already (cache {self.cache_dir})")
+            log(
+                f"environment {key} is built already (cache {self.cache_dir}): "
+                + ", ".join(spec.requirements)
+            )
             return ready
         task = self._running.get(key)
         if task is None:
