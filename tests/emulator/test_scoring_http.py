@@ -2,7 +2,8 @@
 
 Nothing here goes through MLClient's invoke: listKeys, regenerateKeys and token are ARM REST
 calls with the emulator's bearer token, and scoring is a POST with the endpoint's key or
-token. MLClient is used only to set the scene (endpoints, deployments, traffic).
+token. MLClient is used only to set the scene (endpoints, deployments, traffic), and once to
+check that its invoke reads a model error (424) as on Azure.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from azure.ai.ml import load_online_deployment
 from azure.ai.ml.entities import CodeConfiguration, ManagedOnlineEndpoint
+from azure.core.exceptions import HttpResponseError
 
 from emulator.apply import register_local_assets
 from rollout.workspace import Workspace
@@ -332,3 +334,63 @@ def test_a_malformed_json_body_is_passed_to_score_py(http: Http) -> None:
     assert served_by(response) == "blue"
     assert response.headers["ms-azureml-model-error-statuscode"] == "500"
     assert response.headers["x-ms-run-function-failed"] == "True"
+
+
+# --- the inference server's contract, through the endpoint -----------------------------------
+
+
+def _send(http: Http, method: str, url: str, **headers: str) -> httpx.Response:
+    key = http.keys(KEY_ENDPOINT)["primaryKey"]
+    auth = {"Authorization": f"Bearer {key}", "azureml-model-deployment": "tiny"}
+    return httpx.request(
+        method,
+        url,
+        json=SAMPLE if method == "POST" else None,
+        headers={**auth, **headers},
+        verify=http.verify,
+        timeout=30,
+    )
+
+
+def test_the_clients_request_ids_go_to_the_model_and_come_back(http: Http) -> None:
+    ids = {"x-request-id": "trace-7", "x-ms-client-request-id": "client-7"}
+    response = _send(http, "POST", http.scoring_uri(KEY_ENDPOINT), **ids)
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "trace-7"
+    assert response.headers["x-ms-client-request-id"] == "client-7"
+    assert response.headers["x-ms-request-id"] == "client-7"  # azmlinfsrv's legacy id
+    assert response.headers["x-ms-run-function-failed"] == "False"
+    assert float(response.headers["x-ms-run-fn-exec-ms"]) >= 0
+
+
+def test_a_get_of_the_scoring_uri_reaches_run_with_the_query(http: Http) -> None:
+    response = _send(http, "GET", http.scoring_uri(KEY_ENDPOINT) + "?a=1&b=[2,3]")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"ok": True, "echo": {"a": 1, "b": [2, 3]}}
+    assert _send(http, "PUT", http.scoring_uri(KEY_ENDPOINT)).status_code == 405
+
+
+def test_the_swagger_uri_answers_with_the_deployments_swagger(http: Http) -> None:
+    endpoint = http.arm("GET", f"/onlineEndpoints/{KEY_ENDPOINT}").json()["properties"]
+    uri = endpoint["swaggerUri"]
+    assert uri == endpoint["scoringUri"].removesuffix("/score") + "/swagger.json"
+    swagger = _send(http, "GET", uri)
+    assert swagger.status_code == 200, swagger.text
+    assert swagger.json()["swagger"] == "2.0"
+    assert served_by(swagger) == "tiny"
+    v3 = _send(http, "GET", uri + "?version=3")
+    assert v3.json()["openapi"].startswith("3.0")
+    # a key is needed, as for scoring
+    assert httpx.get(uri, verify=http.verify, timeout=30).status_code == 401
+
+
+def test_a_model_error_is_an_http_response_error_in_azure_ai_ml(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    request = tmp_path / "fail.json"
+    request.write_text('{"fail": true}')
+    with pytest.raises(HttpResponseError) as raised:
+        workspace.ml_client.online_endpoints.invoke(
+            KEY_ENDPOINT, request_file=str(request), deployment_name="tiny"
+        )
+    assert raised.value.status_code == 424
