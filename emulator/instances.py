@@ -6,7 +6,8 @@ keeps the instances of one deployment converged on its spec and instance count:
 scaling starts or stops instances while the ready ones keep serving, an update
 starts a new set and swaps it in only once every new instance is ready, and an
 instance that dies is restarted (as Azure's liveness probe would restart it).
-What an instance is lives in `emulator.instance`, its probes in `emulator.instance_health`.
+What an instance is lives in `emulator.instance`, its process in `emulator.instance_process`,
+its probes in `emulator.instance_health`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ import hashlib
 import itertools
 import logging
 import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Collection
 from pathlib import Path
 
-from emulator import instance_health, lifecycle
+from emulator import instance_health, instance_process, lifecycle
 from emulator.instance import (
     SOCKET_NAME_MAX,
     InitFailed,
@@ -35,15 +33,12 @@ from emulator.instance import (
     Probe,
     tail_file,
 )
-from emulator.logfile import LOG_FILES, RotatingLog, pump
+from emulator.logfile import LOG_FILES, RotatingLog
 from emulator.upstream import Upstream
 
 log = logging.getLogger(__name__)
 
-_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
-_STOP_GRACE_S = 5.0
 _MAX_RESTART_BACKOFF_S = 30.0
-_LOG_DRAIN_S = 2.0
 
 # (instance id, event name, message): an instance's life-cycle event (emulator.lifecycle).
 EventSink = Callable[[str, str, str], None]
@@ -247,60 +242,12 @@ class DeploymentPool:
     async def _launch(self, instance: Instance) -> None:
         """Start the instance's process and wait until it is ready (init() finished)."""
         spec = instance.spec
-        with contextlib.suppress(FileNotFoundError):
-            instance.socket.unlink()
-        env = dict(os.environ)
-        env.update(dict(spec.env))
-        env["PYTHONUNBUFFERED"] = "1"
-        # The child's output goes through a pipe to a rotating log (see emulator.logfile).
-        # Both ends are non-inheritable, so no other child holds the write end open.
-        read_end, write_end = os.pipe()
-        try:
-            instance.process = await asyncio.create_subprocess_exec(
-                spec.python or sys.executable,
-                "-m",
-                "emulator.worker",
-                "--socket",
-                str(instance.socket),
-                "--code-dir",
-                spec.code_dir,
-                "--script",
-                spec.script,
-                "--model-dir",
-                spec.model_dir,
-                "--instance-id",
-                instance.id,
-                "--max-concurrency",
-                str(spec.max_concurrency),
-                # The instance exits when this process dies, even right after this call.
-                "--parent-pid",
-                str(os.getpid()),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=write_end,
-                stderr=write_end,
-                env=env,
-                cwd=str(_PACKAGE_PARENT),
-                start_new_session=True,
-            )
-        except BaseException:
-            os.close(read_end)
-            raise
-        finally:
-            os.close(write_end)
         tee = None
         if self._on_output is not None:
             on_output, instance_id = self._on_output, instance.id
             tee = lambda lines: on_output(instance_id, lines)  # noqa: E731
-        instance.log_pump = threading.Thread(
-            target=pump,
-            args=(read_end, self._log),
-            kwargs={"tee": tee},
-            name=f"log-{instance.id}",
-            daemon=True,
-        )
-        instance.log_pump.start()
+        process = await instance_process.spawn(instance, self._log, tee)
         instance.started_at = time.time()
-        process = instance.process
         self.event(
             instance,
             lifecycle.STARTED,
@@ -333,10 +280,7 @@ class DeploymentPool:
         raise InitFailed(what)
 
     async def _drain_log(self, instance: Instance) -> None:
-        """Wait until a dead instance's last output is in the log (bounded: a grandchild
-        it started may hold the pipe open)."""
-        if instance.log_pump is not None:
-            await asyncio.to_thread(instance.log_pump.join, _LOG_DRAIN_S)
+        await instance_process.drain_log(instance)
 
     def _watch(self, instance: Instance) -> None:
         for job, name in (
@@ -402,16 +346,7 @@ class DeploymentPool:
         drain_until = time.monotonic() + 10.0
         while instance.in_flight and time.monotonic() < drain_until:
             await asyncio.sleep(0.02)
-        process = instance.process
-        if process is not None and process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(process.wait(), _STOP_GRACE_S)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                await process.wait()
+        await instance_process.terminate(instance)
         # Its last output is written before the deployment's log may be deleted.
         await self._drain_log(instance)
         self.event(instance, lifecycle.STOPPED, f"instance {instance.id} stopped", logged=False)

@@ -25,55 +25,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from emulator.logs_kql_tokens import (
+    KqlError,
+    Token,
+    datetime_literal,
+    timespan_seconds,
+    tokens,
+    unquote,
+)
+
+__all__ = ["Column", "KqlError", "Plan", "Row", "parse", "timespan_seconds", "tokens"]
+
 Row = dict[str, Any]
 Column = tuple[str, str]  # (name, Log Analytics type)
 
 OPERATORS = ("where", "project", "order by", "sort by", "take", "limit", "top", "count")
 _COMPARISONS = ("==", "!=", "=~", "!~", "<=", ">=", "<", ">")
 _WORD_COMPARISONS = ("contains", "has", "startswith", "endswith", "in", "!in")
-_TOKEN = re.compile(
-    r"""\s*(?:
-      (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
-    | (?P<timespan>\d+(?:\.\d+)?(?:ms|d|h|m|s)\b)
-    | (?P<number>\d+(?:\.\d+)?)
-    | (?P<op>==|!=|=~|!~|<=|>=|<|>|!in\b|\(|\)|,|\|)
-    | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
-    | (?P<other>\S)
-    )""",
-    re.VERBOSE,
-)
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-class KqlError(ValueError):
-    """A query the emulator does not run; the message names the part it does not take."""
-
-
-@dataclass(frozen=True)
-class Token:
-    kind: str
-    text: str
-    at: int
-
-
-def tokens(query: str) -> list[Token]:
-    """The query's tokens; a character KQL has but this subset does not is a token of kind
-    "other", refused where the parser meets it (so the error names the operator first)."""
-    found: list[Token] = []
-    for match in _TOKEN.finditer(query):
-        kind = match.lastgroup
-        if kind is not None:
-            found.append(Token(kind, match.group(kind), match.start(kind)))
-    return found
-
-
-def timespan_seconds(text: str) -> float:
-    number = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)", text)
-    if number is None:
-        raise KqlError(f"'{text}' is not a timespan such as 30m or 1h")
-    return float(number.group(1)) * _UNITS[number.group(2)]
-
-
 # --- the plan -------------------------------------------------------------------------------
 
 Condition = Callable[[Row], bool]
@@ -271,7 +239,7 @@ class _Parser:
     def operand(self) -> Value:
         token = self.take()
         if token.kind == "string":
-            text = _unquote(token.text)
+            text = unquote(token.text)
             return lambda r: text
         if token.kind == "number":
             number = float(token.text) if "." in token.text else int(token.text)
@@ -313,7 +281,7 @@ class _Parser:
                     f"datetime('2026-12-01T10:00:00Z'), found '{literal.text}'"
                 )
             self.expect(")")
-            at = _datetime(_unquote(literal.text))
+            at = datetime_literal(unquote(literal.text))
             return lambda r: at
         raise KqlError(
             f"the emulator's Logs API does not take the function '{token.text}()' (position "
@@ -387,20 +355,3 @@ def _sorted(rows: Sequence[Row], keys: list[tuple[str, bool]]) -> list[Row]:
         # KQL puts nulls first in ascending order and last in descending order.
         ordered = present + missing if descending else missing + present
     return ordered
-
-
-def _unquote(text: str) -> str:
-    body = text[1:-1]
-    return re.sub(r"\\(.)", r"\1", body)
-
-
-def _datetime(text: str) -> dt.datetime:
-    raw = text.strip()
-    if raw.endswith(("Z", "z")):
-        raw = raw[:-1] + "+00:00"
-    raw = re.sub(r"(\.\d{6})\d+", r"\1", raw)
-    try:
-        parsed = dt.datetime.fromisoformat(raw)
-    except ValueError:
-        raise KqlError(f"datetime({text}) is not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
