@@ -113,6 +113,30 @@ class OwnEmulator:
         return self.running.process.pid
 
 
+def sdk_invoke(
+    ml_client: Any, endpoint: str, request_file: Path | str, *, deployment: str | None = None
+) -> str:
+    """`ml_client.online_endpoints.invoke`, with no deployment pinned by an earlier call.
+
+    azure-ai-ml 1.35 adds its headers to the class-level dict
+    `EndpointInvokeFields.DEFAULT_HEADER`, so one invoke with `deployment_name` pins every
+    later invoke in the process to that deployment. Each call here starts from the SDK's
+    default and puts the dict back afterwards, so no test's invoke leaks into another's.
+    """
+    from azure.ai.ml.constants._endpoint import EndpointInvokeFields
+
+    saved = dict(EndpointInvokeFields.DEFAULT_HEADER)
+    EndpointInvokeFields.DEFAULT_HEADER.pop("azureml-model-deployment", None)
+    try:
+        answer: str = ml_client.online_endpoints.invoke(
+            endpoint_name=endpoint, request_file=str(request_file), deployment_name=deployment
+        )
+    finally:
+        EndpointInvokeFields.DEFAULT_HEADER.clear()
+        EndpointInvokeFields.DEFAULT_HEADER.update(saved)
+    return answer
+
+
 def example_yaml(example: str, folder: Path, **changes: Any) -> Path:
     """A copy of examples/{example}.yml with `changes`, and absolute model, code and conda paths."""
     data = yaml.safe_load((EXAMPLES / f"{example}.yml").read_text())

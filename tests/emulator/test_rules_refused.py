@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from azure.ai.ml import load_online_deployment
-from azure.ai.ml.constants._endpoint import EndpointInvokeFields
 from azure.ai.ml.entities import ManagedOnlineEndpoint
 from azure.ai.ml.exceptions import MlException
 from azure.core.exceptions import (
@@ -29,7 +28,7 @@ from azure.core.exceptions import (
 
 from emulator.apply import register_local_assets
 from rollout.workspace import Workspace, connect_emulator
-from tests.conftest import RunningEmulator
+from tests.conftest import RunningEmulator, sdk_invoke
 
 ENDPOINT = "refused-ep"
 DEPLOYMENTS = ("blue", "green", "gray")
@@ -419,18 +418,6 @@ def test_a_wrong_scoring_key_is_401_and_the_right_one_still_works(
     missing = httpx.post(uri, json=SAMPLE, verify=setup.verify)
     assert missing.status_code == 401
     # The SDK's own invoke reads the key with listKeys and gets the same answer as curl.
-    # azure-ai-ml 1.35 adds its headers to the class-level dict
-    # EndpointInvokeFields.DEFAULT_HEADER, so an invoke with deployment_name pins every later
-    # invoke in the process to that deployment: start from the SDK's default and put the
-    # dict back afterwards, so no other test's invoke leaks into this one, or this into theirs.
-    saved = dict(EndpointInvokeFields.DEFAULT_HEADER)
-    EndpointInvokeFields.DEFAULT_HEADER.pop("azureml-model-deployment", None)
-    try:
-        answer = setup.ml.online_endpoints.invoke(
-            ENDPOINT, request_file=str(setup.examples / "sample-request.json")
-        )
-    finally:
-        EndpointInvokeFields.DEFAULT_HEADER.clear()
-        EndpointInvokeFields.DEFAULT_HEADER.update(saved)
+    answer = sdk_invoke(setup.ml, ENDPOINT, setup.examples / "sample-request.json")
     assert json.loads(answer) == before.prediction
     assert_unchanged(setup, before)

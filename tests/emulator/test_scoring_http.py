@@ -24,7 +24,7 @@ from azure.core.exceptions import HttpResponseError
 
 from emulator.apply import register_local_assets
 from rollout.workspace import Workspace
-from tests.conftest import RunningEmulator
+from tests.conftest import RunningEmulator, sdk_invoke
 
 KEY_ENDPOINT = "scoring-ep"
 TOKEN_ENDPOINT = "scoring-tok"
@@ -390,7 +390,5 @@ def test_a_model_error_is_an_http_response_error_in_azure_ai_ml(
     request = tmp_path / "fail.json"
     request.write_text('{"fail": true}')
     with pytest.raises(HttpResponseError) as raised:
-        workspace.ml_client.online_endpoints.invoke(
-            KEY_ENDPOINT, request_file=str(request), deployment_name="tiny"
-        )
+        sdk_invoke(workspace.ml_client, KEY_ENDPOINT, request, deployment="tiny")
     assert raised.value.status_code == 424

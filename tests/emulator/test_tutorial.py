@@ -22,13 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 from azure.ai.ml import MLClient, load_online_deployment, load_online_endpoint
-from azure.ai.ml.constants._endpoint import EndpointInvokeFields
 from azure.ai.ml.entities import ManagedOnlineEndpoint, OnlineDeployment
 from azure.core.exceptions import ResourceNotFoundError
 
 from emulator.apply import register_local_assets
 from rollout.workspace import Workspace
-from tests.conftest import EXAMPLES, RunningEmulator
+from tests.conftest import EXAMPLES, RunningEmulator, sdk_invoke
 
 pytestmark = pytest.mark.emulator
 
@@ -82,17 +81,7 @@ class Tutorial:
         return deployment
 
     def invoke(self, deployment: str | None = None) -> list[float]:
-        # azure-ai-ml 1.35 adds its headers to the class-level dict
-        # EndpointInvokeFields.DEFAULT_HEADER, so one invoke with deployment_name pins every
-        # later invoke in the process to that deployment. Put the dict back after each call.
-        saved = dict(EndpointInvokeFields.DEFAULT_HEADER)
-        try:
-            answer = self.ml_client.online_endpoints.invoke(
-                endpoint_name=ENDPOINT, request_file=str(REQUEST_FILE), deployment_name=deployment
-            )
-        finally:
-            EndpointInvokeFields.DEFAULT_HEADER.clear()
-            EndpointInvokeFields.DEFAULT_HEADER.update(saved)
+        answer = sdk_invoke(self.ml_client, ENDPOINT, REQUEST_FILE, deployment=deployment)
         return json.loads(answer)
 
     def logs(self, deployment: str, lines: int = 5000) -> str:
