@@ -290,9 +290,10 @@ def test_green_is_added_like_blue_with_the_model_2_folder(
         expect(alert(page, "Deployment 'green' of 'my-endpoint' is running")).to_be_visible()
     with timings.step("Deployments page shows green Succeeded"):
         go_to(page, "Deployments")
-        # the grid's cells are in a table inside its canvas (not in the accessibility tree)
-        rows = main(page).locator('[data-testid="stDataFrame"] table tr')
-        expect(rows.filter(has_text="green")).to_contain_text("Succeeded")
+        # The page's first grid is its table of deployments (the events panel's come later);
+        # the cells are in a table inside its canvas (not in the accessibility tree).
+        table = main(page).locator('[data-testid="stDataFrame"]').first
+        expect(table.locator("table tr").filter(has_text="green")).to_contain_text("Succeeded")
     assert _deployments(sdk) == {"blue": "Succeeded", "green": "Succeeded"}
     green = sdk.ml_client.online_deployments.get("green", ENDPOINT)
     assert "model-2" in green.model, green.model

@@ -237,9 +237,15 @@ def test_a_wrong_method_is_405_with_a_json_body_and_allow(arm: Arm) -> None:
 
 
 def test_the_scoring_path_keeps_its_own_error_shape(arm: Arm) -> None:
-    response = arm.request("GET", f"/online/{SEEDED}/score")
-    assert response.status_code == 405
-    assert "message" in response.json() and "error" not in response.json()
+    # ARM's JSON errors are for ARM's routes; the scoring URI answers as the data plane does.
+    wrong_method = arm.request("DELETE", f"/online/{SEEDED}/score")
+    assert wrong_method.status_code == 405
+    # GET is a scoring method (azmlinfsrv passes the query string to run()), so the ARM
+    # token, which is not one of the endpoint's keys, is refused before any instance sees it.
+    not_a_key = arm.request("GET", f"/online/{SEEDED}/score")
+    assert not_a_key.status_code == 401
+    for response in (wrong_method, not_a_key):
+        assert "message" in response.json() and "error" not in response.json()
 
 
 def test_the_sdks_upload_target_is_on_a_domain_that_never_resolves(
