@@ -27,7 +27,7 @@ from azure.ai.ml.entities import (
     OnlineDeployment,
 )
 
-from emulator.assets import content_digest
+from emulator.asset_files import content_digest
 from emulator.server import status
 
 

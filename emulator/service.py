@@ -26,7 +26,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from emulator.assets import DEFAULT_MAX_ASSET_MB, AssetFiles, Assets
+from emulator.asset_files import DEFAULT_MAX_ASSET_MB, AssetFiles
+from emulator.assets import Assets
 from emulator.auth import arm_token
 from emulator.datastores import Datastores
 from emulator.deployments import Deployments

@@ -7,6 +7,7 @@ refusals, each before anything is sent.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from rollout import deploy
 from rollout.endpoints import get_endpoint, get_logs, list_endpoint_heads
 from rollout.errors import NotFound, RuleViolation
 from rollout.workspace import Workspace
-from tests.conftest import EXAMPLES, RunningEmulator, example_yaml
+from tests.conftest import EXAMPLES, RunningEmulator, example_yaml, sdk_invoke
 
 pytestmark = pytest.mark.emulator
 
@@ -193,6 +194,50 @@ def test_an_uploaded_yaml_resolves_its_paths_against_the_folder_given(tmp_path: 
     (tmp_path / "broken.yml").write_text("name: [unclosed\n")
     with pytest.raises(deploy.InvalidDeploymentFile, match=r"broken\.yml"):
         deploy.load_deployment_yaml(tmp_path / "broken.yml", endpoint="any-ep")
+
+
+def test_a_model_folder_and_its_file_alone_deploy_side_by_side(
+    endpoint: str, emulator: RunningEmulator, workspace: Workspace, tmp_path: Path
+) -> None:
+    from emulator.apply import apply_file
+
+    # Registered without a name, each is stored under a digest of its content. The same
+    # pickle is at model/sklearn_regression_model.pkl under AZUREML_MODEL_DIR in one and at
+    # sklearn_regression_model.pkl in the other, so the two must not be one asset.
+    folder = EXAMPLES / "model-1" / "model"
+    script = (EXAMPLES / "model-1" / "onlinescoring" / "score.py").read_text()
+    as_file = script.replace(
+        'os.path.join(model_dir, "model", MODEL_FILENAME)',
+        "os.path.join(model_dir, MODEL_FILENAME)",
+    )
+    assert as_file != script
+    code = tmp_path / "file-code"
+    code.mkdir()
+    (code / "score.py").write_text(as_file)
+    for name, model, changes in (
+        ("as-folder", folder, {}),
+        (
+            "as-file",
+            folder / "sklearn_regression_model.pkl",
+            {"code_configuration": {"code": str(code), "scoring_script": "score.py"}},
+        ),
+    ):
+        yaml_file = example_yaml(
+            "blue-deployment",
+            tmp_path,
+            name=name,
+            endpoint_name=endpoint,
+            model={"path": str(model)},
+            **changes,
+        )
+        apply_file(emulator.state_dir, yaml_file)
+    ml = workspace.ml_client
+    models = {n: ml.online_deployments.get(n, endpoint).model for n in ("as-folder", "as-file")}
+    assert models["as-folder"] != models["as-file"]
+    request = EXAMPLES / "sample-request.json"
+    answers = {n: sdk_invoke(ml, endpoint, request, deployment=n) for n in models}
+    assert answers["as-folder"] == answers["as-file"]
+    assert len(json.loads(answers["as-file"])) == 2
 
 
 def test_deleting_an_endpoint_deletes_it_with_its_deployments(
