@@ -33,7 +33,8 @@ from typing import Any
 
 import uvicorn
 
-from emulator.worker_contract import Call, Reply, ScoringScript, load_script
+from emulator.worker_contract import Reply, ScoringScript, load_script
+from emulator.worker_inputs import Call
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

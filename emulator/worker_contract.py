@@ -4,10 +4,8 @@ Azure runs a deployment's `score.py` under `azmlinfsrv` (PyPI
 `azureml-inference-server-http`, 1.5.1 is the reference read here); this module gives
 the same answers on the emulator's own, lighter worker:
 
-- `run()` gets the body as text when it is undecorated; the parsed, named arguments
-  when it carries inference-schema's `@input_schema` (which converts them to numpy,
-  pandas or standard types itself); the Flask request when the script used `@rawhttp`.
-  A `request_headers` parameter gets the request's headers.
+- `run()` is called as azmlinfsrv would call it (worker_inputs.py: the body as text,
+  inference-schema's arguments, or the Flask request for `@rawhttp`).
 - `GET /score` passes the query string as the input; `OPTIONS` is 200; other methods 405.
 - What `run()` returns is sent as JSON (200), or as-is when it is a response object
   (`AMLResponse`, Flask's `Response`), whose status and headers are kept.
@@ -28,19 +26,28 @@ fails those checks fails the instance's start, as on Azure.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import json
 import logging
 import sys
 import time
 import traceback
-import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from emulator.worker_inputs import (
+    BadInput,
+    Call,
+    NoInput,
+    ScriptError,
+    calling_convention,
+    inference_schema,
+    query_values,
+    request_headers,
+)
 
 log = logging.getLogger("azmlinfsrv")
 
@@ -55,33 +62,8 @@ _NOT_FOUND = (
     "check your spelling and try again."
 )
 _NOT_ALLOWED = "The method is not allowed for the requested URL."
-_RAWHTTP_MODULES = (
-    "azureml_inference_server_http.api.aml_request",
-    "azureml.contrib.services.aml_request",
-)
 _HTML = "text/html; charset=utf-8"
 _JSON = "application/json"
-
-
-class ScriptError(Exception):
-    """The scoring script cannot be served (azmlinfsrv refuses it at start)."""
-
-
-@dataclass(frozen=True)
-class Call:
-    """One HTTP request as the instance received it (header names in lower case)."""
-
-    method: str
-    path: str
-    query: str = ""
-    headers: tuple[tuple[str, str], ...] = ()
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
 
 
 @dataclass
@@ -90,18 +72,6 @@ class Reply:
     body: bytes
     content_type: str
     headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _BadInput(Exception):
-    status = 400
-
-
-class _Unsupported(_BadInput):
-    status = 415
-
-
-class _NoInput(Exception):
-    """OPTIONS on a script that is not @rawhttp: azmlinfsrv answers 200 with no body."""
 
 
 def load_script(path: str) -> ModuleType:
@@ -131,7 +101,7 @@ class ScoringScript:
         self.run: Callable[..., Any] = target.run
         self.app_root = app_root
         self.server_version = server_version
-        self._parse, self._takes_headers, self.kind = _calling_convention(self.run)
+        self._parse, self._takes_headers, self.kind = calling_convention(self.run)
         log.info("run() takes %s", self.kind)
         self._swagger = {version: self._build_swagger(version) for version in SWAGGER_VERSIONS}
 
@@ -194,12 +164,12 @@ class ScoringScript:
     def _score(self, call: Call) -> Reply:
         try:
             arguments = self._parse(call)
-        except _NoInput:
+        except NoInput:
             return Reply(200, b"", _HTML, [("x-ms-run-function-failed", "False")])
-        except _BadInput as exc:
+        except BadInput as exc:
             return _error(exc.status, str(exc))
         if self._takes_headers:
-            arguments["request_headers"] = _request_headers(call)
+            arguments["request_headers"] = request_headers(call)
         started = time.perf_counter()
         try:
             output = self.run(**arguments)
@@ -219,7 +189,7 @@ class ScoringScript:
     # -- swagger ---------------------------------------------------------------------------
 
     def _swagger_reply(self, call: Call) -> Reply:
-        asked = _query_values(call.query).get("version", ["2"])[0]
+        asked = query_values(call.query).get("version", ["2"])[0]
         supported = ", ".join(v for v in SWAGGER_VERSIONS if self._swagger[v] is not None)
         version = _ALIASES.get(asked)
         if version is None:
@@ -245,7 +215,7 @@ class ScoringScript:
                 log.info("Loaded user's swagger file for version [%s] from %s", version, path)
                 document: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
                 return document
-        schema_util = _inference_schema()
+        schema_util = inference_schema()
         aliases = [alias for alias, target in _ALIASES.items() if target == version]
         # An undecorated run() has every version (inference-schema says so for it too).
         if schema_util is not None and not any(
@@ -272,139 +242,6 @@ class ScoringScript:
         if version == "3.1":
             spec["openapi"] = "3.1.0"
         return spec
-
-
-# -- the calling convention ----------------------------------------------------------------
-
-_Parser = Callable[[Call], dict[str, Any]]
-
-
-def _calling_convention(run: Callable[..., Any]) -> tuple[_Parser, bool, str]:
-    """How run() is called: the parser of its arguments, whether it takes the headers."""
-    params = list(inspect.signature(run).parameters.values())
-    if any(p.kind not in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params):
-        raise ScriptError("run() cannot accept positional-only arguments, *args, or **kwargs.")
-    takes_headers = any(p.name == "request_headers" for p in params)
-    params = [p for p in params if p.name != "request_headers"]
-    if not params:
-        if takes_headers:
-            raise ScriptError('run() needs to accept an argument other than "request_headers".')
-        raise ScriptError("run() needs to accept an argument for input data.")
-    first = params[0].name
-    raw = any(getattr(sys.modules.get(m), "_rawHttpRequested", False) for m in _RAWHTTP_MODULES)
-    schema_util = _inference_schema()
-    schema = schema_util is not None and schema_util.is_schema_decorated(run)
-    if raw and schema:
-        raise ScriptError("run() cannot be decorated with both @rawhttp and @input_schema")
-    if raw:
-        return (
-            (lambda call: {first: _flask_request(call)}),
-            takes_headers,
-            "the Flask request (@rawhttp)",
-        )
-    if schema:
-        names = ", ".join(p.name for p in params)
-        return _schema_parser(params), takes_headers, f"inference-schema arguments ({names})"
-    return _text_parser(first), takes_headers, "the request body as text"
-
-
-def _inference_schema() -> Any:
-    """inference_schema.schema_util, when the script imported inference-schema."""
-    if "inference_schema" not in sys.modules:
-        return None
-    import inference_schema.schema_util as schema_util  # type: ignore[import-not-found]
-
-    return schema_util
-
-
-def _text_parser(name: str) -> _Parser:
-    def parse(call: Call) -> dict[str, Any]:
-        if call.method == "GET":
-            return {name: json.dumps(_query_input(call.query))}
-        if call.method != "POST":
-            raise _NoInput
-        try:
-            return {name: str(call.body, "utf-8")}
-        except UnicodeDecodeError as exc:
-            raise _BadInput(f"Input cannot be decoded as UTF-8: {exc}") from None
-
-    return parse
-
-
-def _schema_parser(params: list[inspect.Parameter]) -> _Parser:
-    def parse(call: Call) -> dict[str, Any]:
-        if call.method == "GET":
-            body = _query_input(call.query)
-        elif call.method != "POST":
-            raise _NoInput
-        else:
-            if not _is_json(call.header("content-type")):
-                raise _Unsupported("Expects Content-Type to be application/json")
-            try:
-                body = json.loads(call.body)
-            except json.JSONDecodeError as exc:
-                if call.body:
-                    raise _BadInput(f"POST body could not be decoded as JSON: {exc}") from None
-                raise _BadInput("POST body is empty. Expecting a JSON dictionary.") from None
-            if not isinstance(body, dict):
-                raise _BadInput("POST body should be a JSON dictionary.")
-        arguments: dict[str, Any] = {}
-        for param in params:
-            value = body.get(param.name, param.default)
-            if value is inspect.Parameter.empty:
-                raise _BadInput(f"A value is not provided for the {param.name!r} parameter.")
-            arguments[param.name] = value
-        return arguments
-
-    return parse
-
-
-def _flask_request(call: Call) -> Any:
-    """The request as Flask's Request: what a @rawhttp run() is given on Azure."""
-    import flask  # type: ignore[import-not-found]  # the script's environment has it
-    from werkzeug.test import EnvironBuilder  # type: ignore[import-not-found]
-
-    headers = [(k, v) for k, v in call.headers if k not in ("content-length",)]
-    builder = EnvironBuilder(
-        path=call.path, method=call.method, headers=headers, data=call.body, query_string=call.query
-    )
-    try:
-        return flask.Request(builder.get_environ())
-    finally:
-        builder.close()
-
-
-def _query_values(query: str) -> dict[str, list[str]]:
-    values: dict[str, list[str]] = {}
-    for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
-        values.setdefault(key, []).append(value)
-    return values
-
-
-def _query_input(query: str) -> dict[str, Any]:
-    """Query parameters as azmlinfsrv reads them: JSON values, a repeated one as a list."""
-    parsed: dict[str, Any] = {}
-    for key, values in _query_values(query).items():
-        items = [_json_or_text(v) for v in values]
-        parsed[key] = items[0] if len(items) == 1 else items
-    return parsed
-
-
-def _json_or_text(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _is_json(content_type: str | None) -> bool:
-    mime = (content_type or "").split(";")[0].strip().lower()
-    return mime == _JSON or (mime.startswith("application/") and mime.endswith("+json"))
-
-
-def _request_headers(call: Call) -> dict[str, str]:
-    """The headers as Flask's `dict(request.headers)`: names title-cased."""
-    return {name.title(): value for name, value in call.headers}
 
 
 # -- answers --------------------------------------------------------------------------------
