@@ -20,6 +20,7 @@ from tests.conftest import (
     EXAMPLES,
     RunningEmulator,
     example_yaml,
+    sdk_invoke,
     seed_tutorial_endpoint,
     wait_until,
 )
@@ -281,7 +282,7 @@ def aad(emulator: RunningEmulator, arm: Arm, tmp_path_factory: pytest.TempPathFa
 
 def test_an_aad_token_endpoint_scores_through_the_sdk(aad: Arm, workspace: Workspace) -> None:
     # azure-ai-ml asks its credential for a token for https://ml.azure.com and sends it.
-    answer = workspace.ml_client.online_endpoints.invoke(AAD, request_file=str(REQUEST))
+    answer = sdk_invoke(workspace.ml_client, AAD, REQUEST)
     assert len(json.loads(answer)) == 2
 
 
@@ -318,7 +319,7 @@ def test_the_dashboards_scoring_credential_for_aad_is_the_entra_token(
 
 
 def test_the_sdk_invoke_of_a_key_endpoint_still_works(aad: Arm, workspace: Workspace) -> None:
-    answer = workspace.ml_client.online_endpoints.invoke(SEEDED, request_file=str(REQUEST))
+    answer = sdk_invoke(workspace.ml_client, SEEDED, REQUEST)
     assert len(json.loads(answer)) == 2
 
 

@@ -23,7 +23,7 @@ from emulator.apply import ApplyError, apply_file
 from emulator.conda_env import EnvironmentSpec, read_conda_file
 from emulator.env_builds import BuildFailed, EnvironmentBuilds
 from rollout.endpoints import get_logs
-from tests.conftest import RunningEmulator, example_yaml
+from tests.conftest import RunningEmulator, example_yaml, sdk_invoke
 
 pytestmark = pytest.mark.emulator
 
@@ -105,9 +105,7 @@ def _score(
     """One scoring request through azure-ai-ml's invoke, to one deployment."""
     request = folder / f"request-{deployment}.json"
     request.write_text(json.dumps({"data": rows}))
-    answer = emulator.workspace().ml_client.online_endpoints.invoke(
-        ENDPOINT, request_file=str(request), deployment_name=deployment
-    )
+    answer = sdk_invoke(emulator.workspace().ml_client, ENDPOINT, request, deployment=deployment)
     return json.loads(answer)
 
 
