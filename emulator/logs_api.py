@@ -28,6 +28,7 @@ from emulator import logs_tables
 from emulator.auth import UNAUTHORIZED, has_arm_token
 from emulator.logs_kql import Column, KqlError, Row, parse
 from emulator.service import Emulator
+from emulator.store import parse_utc
 
 PREFIX = "/loganalytics"
 _DURATION = re.compile(
@@ -100,15 +101,10 @@ def _duration(text: str, whole: str) -> float:
 
 
 def _instant(text: str, whole: str) -> float:
-    raw = text.strip()
-    if raw.endswith(("Z", "z")):
-        raw = raw[:-1] + "+00:00"
-    raw = re.sub(r"(\.\d{6})\d+", r"\1", raw)
     try:
-        parsed = dt.datetime.fromisoformat(raw)
+        return parse_utc(text).timestamp()
     except ValueError:
         raise _bad_timespan(whole) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def run_query(emulator: Emulator, query: str, timespan: object) -> dict[str, Any]:

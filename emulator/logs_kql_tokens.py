@@ -10,6 +10,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from emulator.store import parse_utc
+
 _TOKEN = re.compile(
     r"""\s*(?:
       (?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')
@@ -59,12 +61,7 @@ def unquote(text: str) -> str:
 
 
 def datetime_literal(text: str) -> dt.datetime:
-    raw = text.strip()
-    if raw.endswith(("Z", "z")):
-        raw = raw[:-1] + "+00:00"
-    raw = re.sub(r"(\.\d{6})\d+", r"\1", raw)
     try:
-        parsed = dt.datetime.fromisoformat(raw)
+        return parse_utc(text)
     except ValueError:
         raise KqlError(f"datetime({text}) is not an ISO 8601 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

@@ -13,7 +13,6 @@ series.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.monitor_catalog import NAMESPACES, MetricDef
+from emulator.store import parse_utc
 
 MAX_POINTS = 20_000
 DEFAULT_TOP = 10
@@ -174,19 +174,12 @@ class Query:
 
 
 def _parse_time(value: str, name: str) -> float:
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
-        parsed = dt.datetime.fromisoformat(text)
+        return parse_utc(value).timestamp()
     except ValueError:
         raise bad_request(
             f"{name} '{value}' is not a valid ISO 8601 time such as 2024-05-01T10:00:00Z."
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.timestamp()
 
 
 def _parse_interval(value: str | None) -> tuple[int, str]:

@@ -53,6 +53,13 @@ def utc_now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "Z"
 
 
+def parse_utc(text: str) -> dt.datetime:
+    """An ISO 8601 time as Azure's APIs take it ('Z' or an offset, up to 7 digits of a
+    second); UTC when it names no zone. ValueError when it is not one."""
+    parsed = dt.datetime.fromisoformat(text.strip())
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
     """An explicit transaction on an autocommit (isolation_level=None) connection."""
