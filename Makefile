@@ -80,14 +80,15 @@ emulator-tests: install-dev
 	$(PY) -m pytest tests/emulator
 
 # Issue 3: the scoring path against azmlinfsrv (bench.run, ~2.5 min), then the metrics API
-# (bench.bench_metrics), then the dashboard on a remote-like workspace (bench.dashboard);
-# see bench/README.md.
+# (bench.bench_metrics), then the dashboard on a remote-like workspace (bench.dashboard),
+# then what deployment environments cost to build (bench.bench_env_builds); see bench/README.md.
 # BENCH_ARGS passes options to bench.run, e.g. make bench BENCH_ARGS=--quick;
 # DASHBOARD_BENCH_ARGS to bench.dashboard, e.g. make bench DASHBOARD_BENCH_ARGS=--quick
 bench: install-dev
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.bench_metrics
 	$(PY) -m bench.dashboard $(DASHBOARD_BENCH_ARGS)
+	$(PY) -m bench.bench_env_builds
 
 clean: stop-emulator
 	rm -rf $(STATE_DIR) .pytest_cache .mypy_cache .ruff_cache .hypothesis
