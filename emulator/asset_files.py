@@ -15,6 +15,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -107,27 +108,9 @@ class AssetFiles:
 
     def _files(self, source: Path, *, what: str) -> list[Path]:
         """Every file under a source (symlinks followed, loops refused), within the limit."""
-        if not source.is_dir():
-            size = source.stat().st_size
-            self._check_size(size, source, what=what)
-            return [source]
-        files: list[Path] = []
-        total = 0
-        seen: set[tuple[int, int]] = set()
-        for top, dirs, names in os.walk(source, followlinks=True):
-            info = os.stat(top)
-            if (info.st_dev, info.st_ino) in seen:
-                raise bodies.bad(f"{what}: {top} is a symlink loop inside {source}")
-            seen.add((info.st_dev, info.st_ino))
-            dirs[:] = [d for d in dirs if d != "__pycache__"]
-            for name in names:
-                path = Path(top) / name
-                if not path.is_file():
-                    continue
-                total += path.stat().st_size
-                self._check_size(total, source, what=what)
-                files.append(path)
-        return sorted(files)
+        return _source_files(
+            source, what=what, check_total=lambda total: self._check_size(total, source, what=what)
+        )
 
     def _check_size(self, size: int, source: Path, *, what: str) -> None:
         if size > self.max_bytes:
@@ -141,12 +124,37 @@ class AssetFiles:
 
 
 def content_digest(path: Path) -> str:
-    """A hash of a file's or folder's content and layout, to tell versions apart."""
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    else:
-        files = [path]
-    return _digest(path, files)
+    """A hash of a file's or folder's content and layout, to tell versions apart: the same
+    files, read the same way, as the emulator hashes when it registers them."""
+    return _digest(path, _source_files(path, what=str(path)))
+
+
+def _source_files(
+    source: Path, *, what: str, check_total: Callable[[int], None] = lambda _: None
+) -> list[Path]:
+    """Every file of a source, sorted: the file itself, or each file under the folder
+    (symlinks followed, loops refused, `__pycache__` left out); `check_total` sees the
+    running size after each file."""
+    if not source.is_dir():
+        check_total(source.stat().st_size)
+        return [source]
+    files: list[Path] = []
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for top, dirs, names in os.walk(source, followlinks=True):
+        info = os.stat(top)
+        if (info.st_dev, info.st_ino) in seen:
+            raise bodies.bad(f"{what}: {top} is a symlink loop inside {source}")
+        seen.add((info.st_dev, info.st_ino))
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in names:
+            path = Path(top) / name
+            if not path.is_file():
+                continue
+            total += path.stat().st_size
+            check_total(total)
+            files.append(path)
+    return sorted(files)
 
 
 def _digest(source: Path, files: list[Path]) -> str:
